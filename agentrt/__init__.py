@@ -1,0 +1,73 @@
+"""agentrt: an asyncio-first runtime for LLM agents that call tools."""
+
+from ._chain import AsyncChain
+from ._model import AsyncConversation, AsyncModel, get_async_model
+from ._response import AsyncResponse
+from .callbacks import CallbackHandler, UsageTracker, track_usage
+from .errors import (
+    AgentrtError,
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    CancelChain,
+    ChainLimitError,
+    MissingAPIKeyError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+    ToolArgumentsError,
+    ToolError,
+    ToolTimeoutError,
+    UnknownModelError,
+    UnknownToolError,
+    UsageError,
+)
+from .messages import Message, StreamChunk, ToolCall, ToolResult, Usage
+from .sync import Chain, Conversation, Model, Response, get_model
+from .tools import Tool, Toolbox, async_tool_is, tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APITimeoutError",
+    "AgentrtError",
+    "AsyncChain",
+    "AsyncConversation",
+    "AsyncModel",
+    "AsyncResponse",
+    "AuthenticationError",
+    "BadRequestError",
+    "CallbackHandler",
+    "CancelChain",
+    "Chain",
+    "ChainLimitError",
+    "Conversation",
+    "Message",
+    "MissingAPIKeyError",
+    "Model",
+    "ProviderError",
+    "RateLimitError",
+    "Response",
+    "ServerError",
+    "StreamChunk",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCall",
+    "ToolError",
+    "ToolResult",
+    "ToolTimeoutError",
+    "Toolbox",
+    "UnknownModelError",
+    "UnknownToolError",
+    "Usage",
+    "UsageError",
+    "UsageTracker",
+    "__version__",
+    "async_tool_is",
+    "get_async_model",
+    "get_model",
+    "tool",
+    "track_usage",
+]

@@ -1,0 +1,222 @@
+"""Running one turn's tool calls.
+
+Guarantees:
+- every call of a turn runs concurrently in one task group, and a failing call never
+  cancels its siblings;
+- async tools run on the event loop, sync tools in worker threads through
+  ``anyio.to_thread.run_sync`` under a ``CapacityLimiter``, with the caller's contextvars;
+- every call yields exactly one :class:`ToolResult`, in the model's order: bad JSON, failed
+  validation, an unknown tool, an exception and a timeout become error results the model
+  can read and correct itself from;
+- ``CancelChain`` raised by a tool or by ``before_call`` is reported to the chain, which
+  ends cleanly after the turn.
+
+Abandon policy: a sync tool that times out or is cancelled is abandoned: its thread runs
+to completion in the background and its result is discarded (Python cannot kill threads).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pydantic
+from pydantic_core import to_json
+
+from .errors import CancelChain, ToolArgumentsError, ToolError, ToolTimeoutError, UnknownToolError
+from .messages import ToolCall, ToolResult
+from .tools import Tool
+
+if TYPE_CHECKING:
+    from .callbacks import Hooks
+
+__all__ = ["ToolRunner", "serialise_result"]
+
+#: Set while a sync tool runs in its worker thread: the sync facade refuses to block there.
+in_sync_tool: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "agentrt_in_sync_tool", default=False
+)
+
+_DEFAULT_LIMITER: anyio.CapacityLimiter | None = None
+DEFAULT_THREADS = 40
+
+
+def default_limiter() -> anyio.CapacityLimiter:
+    """Return the process-wide limiter for sync tools of chains that pass none.
+
+    Created lazily: a ``CapacityLimiter`` binds to the running event loop's library.
+    """
+    global _DEFAULT_LIMITER
+    if _DEFAULT_LIMITER is None:
+        _DEFAULT_LIMITER = anyio.CapacityLimiter(DEFAULT_THREADS)
+    return _DEFAULT_LIMITER
+
+
+def serialise_result(value: Any) -> str:
+    """Turn a tool's return value into the text sent to the model (JSON unless a string)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump_json()
+    return to_json(value, fallback=str).decode()
+
+
+BeforeCall = Callable[[Tool, ToolCall], Awaitable[Any]]
+AfterCall = Callable[[Tool, ToolCall, ToolResult], Awaitable[Any]]
+
+
+@dataclass
+class ToolRunner:
+    """Runs the tool calls of one chain's turns with the chain's settings."""
+
+    tools: Mapping[str, Tool]
+    prefer_sync: bool = False
+    limiter: anyio.CapacityLimiter | None = None
+    before_call: BeforeCall | None = None
+    after_call: AfterCall | None = None
+    max_result_chars: int | None = None
+    cancelled_by: CancelChain | None = field(default=None, init=False)
+
+    async def run(self, calls: Sequence[ToolCall], hooks: Hooks, owner: Any) -> list[ToolResult]:
+        """Run ``calls`` concurrently and return one result per call, in order."""
+        results: list[ToolResult | None] = [None] * len(calls)
+        if len(calls) == 1:
+            results[0] = await self._run_one(calls[0], hooks, owner)
+        else:
+            async with anyio.create_task_group() as tg:
+                for index, call in enumerate(calls):
+                    tg.start_soon(self._run_into, results, index, call, hooks, owner)
+        return [r for r in results if r is not None]
+
+    async def _run_into(
+        self, results: list[ToolResult | None], index: int, call: ToolCall, hooks: Hooks, owner: Any
+    ) -> None:
+        results[index] = await self._run_one(call, hooks, owner)
+
+    async def _run_one(self, call: ToolCall, hooks: Hooks, owner: Any) -> ToolResult:
+        started = time.perf_counter()
+        if hooks.on_tool_start:
+            await hooks.emit("on_tool_start", owner, call)
+        tool = self.tools.get(call.name)
+        try:
+            if tool is None:
+                raise UnknownToolError(_unknown_tool_message(call.name, self.tools), call=call)
+            kwargs = self._arguments(tool, call)
+            if self.before_call is not None:
+                await self.before_call(tool, call)
+            value = await self._invoke(tool, kwargs)
+            content = serialise_result(value)
+        except CancelChain as exc:
+            if self.cancelled_by is None:
+                self.cancelled_by = exc
+            result = self._error(call, exc, started, f"chain cancelled: {exc}" if str(exc) else "")
+        except Exception as exc:
+            result = self._error(call, exc, started)
+        else:
+            result = ToolResult(
+                tool_call_id=call.id,
+                name=call.name,
+                content=self._cap(content),
+                duration=time.perf_counter() - started,
+            )
+        if self.after_call is not None and tool is not None:
+            try:
+                await self.after_call(tool, call, result)
+            except CancelChain as exc:
+                if self.cancelled_by is None:
+                    self.cancelled_by = exc
+        if result.is_error:
+            if hooks.on_tool_error:
+                await hooks.emit("on_tool_error", owner, call, result)
+        elif hooks.on_tool_end:
+            await hooks.emit("on_tool_end", owner, call, result)
+        return result
+
+    def _arguments(self, tool: Tool, call: ToolCall) -> dict[str, Any]:
+        if call.arguments is None:
+            raise ToolArgumentsError(_bad_json_message(call), call=call)
+        try:
+            return tool.validate(call.arguments)
+        except pydantic.ValidationError as exc:
+            details = json.dumps(
+                exc.errors(include_url=False, include_context=False), default=str
+            )
+            raise ToolArgumentsError(
+                f"invalid arguments for tool {tool.name!r}: {details}. "
+                f"Expected arguments matching this JSON Schema: {json.dumps(tool.parameters)}",
+                call=call,
+            ) from exc
+
+    async def _invoke(self, tool: Tool, kwargs: dict[str, Any]) -> Any:
+        fn, is_async = tool.implementation(prefer_sync=self.prefer_sync)
+        try:
+            with anyio.fail_after(tool.timeout):
+                if is_async:
+                    return await fn(**kwargs)
+                return await anyio.to_thread.run_sync(
+                    partial(_run_sync_tool, fn, kwargs),
+                    limiter=self.limiter or default_limiter(),
+                    abandon_on_cancel=True,
+                )
+        except TimeoutError as exc:
+            raise ToolTimeoutError(
+                f"tool {tool.name!r} did not finish within its timeout of {tool.timeout} s"
+            ) from exc
+
+    def _error(
+        self, call: ToolCall, exc: Exception, started: float, message: str = ""
+    ) -> ToolResult:
+        if not message:
+            if isinstance(exc, ToolError):
+                message = str(exc)
+            else:
+                message = f"tool {call.name!r} raised {type(exc).__name__}: {exc}"
+        return ToolResult(
+            tool_call_id=call.id,
+            name=call.name,
+            content=f"Error: {message}",
+            is_error=True,
+            duration=time.perf_counter() - started,
+            error=exc,
+        )
+
+    def _cap(self, content: str) -> str:
+        limit = self.max_result_chars
+        if limit is None or len(content) <= limit:
+            return content
+        return (
+            f"{content[:limit]}\n[truncated by agentrt: the tool returned {len(content)} "
+            f"characters, only the first {limit} are shown]"
+        )
+
+
+def _run_sync_tool(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    token = in_sync_tool.set(True)
+    try:
+        return fn(**kwargs)
+    finally:
+        in_sync_tool.reset(token)
+
+
+def _unknown_tool_message(name: str, tools: Mapping[str, Tool]) -> str:
+    available = ", ".join(sorted(tools)) or "none"
+    return f"there is no tool named {name!r}; the available tools are: {available}"
+
+
+def _bad_json_message(call: ToolCall) -> str:
+    try:
+        value = json.loads(call.raw_arguments)
+    except json.JSONDecodeError as exc:
+        problem = f"they are not valid JSON ({exc})"
+    else:
+        problem = f"they are JSON {type(value).__name__}, not an object"
+    return (
+        f"the arguments for tool {call.name!r} could not be parsed: {problem}. "
+        f"Received: {call.raw_arguments[:500]!r}. Send a JSON object."
+    )

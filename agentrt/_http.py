@@ -1,0 +1,527 @@
+"""HTTP machinery shared by the remote providers: client, SSE, retries, error mapping.
+
+Every remote provider (OpenAI, Anthropic, Gemini) talks HTTP the same way, so the parts that
+are easy to get subtly wrong live here, once:
+
+* :func:`make_client` builds the one ``httpx.AsyncClient`` a provider instance reuses for
+  every turn and chain (a later performance pass chooses the transport in this one place).
+* :class:`SSEParser` is an incremental, I/O-free Server-Sent Events parser following the
+  WHATWG specification; bytes may be split anywhere, even inside a UTF-8 character.
+* :class:`HTTPProvider` sends requests with tenacity retries (retryable statuses, connect
+  errors and timeouts; exponential backoff with jitter; ``Retry-After`` honoured and
+  capped), and never retries once a streamed event has reached the caller.
+* :meth:`HTTPProvider._map_errors` is the one place where transport and HTTP failures become
+  agentrt exceptions, as httpx's ``map_httpcore_exceptions`` does for httpcore.
+
+Guarantee: the API key never appears in an exception message, a repr or a log line. It is
+held as a :class:`pydantic.SecretStr`, sent only in headers, and scrubbed from any error text
+a server echoes back.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import anyio
+import httpx
+from pydantic import SecretStr
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.retry import retry_if_result
+
+from ._sse import SSEEvent, SSEParser
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    MissingAPIKeyError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+from .providers.base import Provider
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "RETRY_STATUSES",
+    "HTTPProvider",
+    "SSEEvent",
+    "SSEParser",
+    "make_client",
+]
+
+logger = logging.getLogger("agentrt.http")
+
+#: Statuses worth retrying: timeouts, conflicts, rate limits, transient server failures,
+#: and Anthropic's 529 "overloaded".
+RETRY_STATUSES: frozenset[int] = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+#: Pool limits of the clients agentrt builds. httpx's default (100 connections) makes
+#: thousands of concurrent chains queue on the pool, so the ceiling is set high.
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30.0
+)
+
+_USER_AGENT = "agentrt/0.1"
+_MAX_ERROR_TEXT = 500
+_REDACTED = "[redacted]"
+
+
+def make_client(
+    timeout: float | httpx.Timeout | None = 60.0, limits: httpx.Limits | None = None
+) -> httpx.AsyncClient:
+    """Build the HTTP client a provider instance uses for all its requests.
+
+    Args:
+        timeout: seconds for connect/read/write/pool, an ``httpx.Timeout``, or ``None``
+            for no timeout.
+        limits: connection-pool limits; :data:`DEFAULT_LIMITS` when ``None``.
+
+    Returns:
+        A new client; the caller owns it and must ``aclose()`` it.
+    """
+    if not isinstance(timeout, httpx.Timeout):
+        timeout = httpx.Timeout(timeout)
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits or DEFAULT_LIMITS,
+        headers={"user-agent": _USER_AGENT},
+        follow_redirects=False,
+    )
+
+
+# --- the provider base -------------------------------------------------------------------
+
+
+class _Progress:
+    """What part of a streamed body had arrived, for error messages."""
+
+    __slots__ = ("bytes", "events")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.bytes = 0
+
+    def describe(self) -> str:
+        return f"after {self.events} event(s) ({self.bytes} bytes)"
+
+
+class HTTPProvider(Provider):
+    """Base class of providers that speak JSON and SSE over HTTP.
+
+    Subclasses set ``name``, ``env_key``, ``default_base_url`` and optionally
+    ``env_base_url``, override :meth:`auth_headers` (and :meth:`error_message`,
+    :meth:`retry_after` where their API differs), and implement ``turn`` with
+    :meth:`post_json` and :meth:`post_sse`.
+
+    Class attributes (override per class or per instance):
+        retry_statuses: statuses that are retried.
+        max_retry_after: cap, in seconds, on a server-requested ``Retry-After``.
+        retry_initial_delay: first backoff delay in seconds; it doubles per attempt.
+        retry_max_delay: cap on the backoff delay in seconds.
+    """
+
+    env_key: ClassVar[str]
+    default_base_url: ClassVar[str]
+    env_base_url: ClassVar[str | None] = None
+
+    retry_statuses: ClassVar[frozenset[int]] = RETRY_STATUSES
+    max_retry_after: float = 60.0
+    retry_initial_delay: float = 0.5
+    retry_max_delay: float = 8.0
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = 60.0,
+        max_retries: int = 2,
+        http_client: httpx.AsyncClient | None = None,
+        limits: httpx.Limits | None = None,
+    ) -> None:
+        """Configure the provider; no network activity happens here.
+
+        Args:
+            model_name: the provider's model name, e.g. ``"gpt-4o-mini"``.
+            api_key: the key; defaults to the ``env_key`` environment variable.
+            base_url: the API root as the official SDK takes it; defaults to the
+                ``env_base_url`` environment variable, then ``default_base_url``.
+            timeout: request timeout for the client agentrt builds.
+            max_retries: how many times a failed request is retried (0 disables retries).
+            http_client: a client to use as-is; agentrt never closes it.
+            limits: connection-pool limits for the client agentrt builds.
+
+        Raises:
+            MissingAPIKeyError: no key was given and the environment variable is unset.
+            ValueError: ``max_retries`` is negative.
+        """
+        super().__init__(model_name)
+        if isinstance(api_key, SecretStr):
+            api_key = api_key.get_secret_value()
+        if not api_key:
+            api_key = os.environ.get(self.env_key)
+        if not api_key:
+            raise MissingAPIKeyError(self.name, self.env_key)
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.api_key = SecretStr(api_key)
+        if base_url is None and self.env_base_url:
+            base_url = os.environ.get(self.env_base_url) or None
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._limits = limits
+        self._client = http_client
+        self._owns_client = http_client is None
+        self._headers: dict[str, str] | None = None
+
+    # --- hooks for subclasses ------------------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        """Return the headers that authenticate a request (default: a bearer token)."""
+        return {"authorization": f"Bearer {self.api_key.get_secret_value()}"}
+
+    def error_message(self, status: int, payload: Any) -> str:
+        """Extract a readable message from an error response.
+
+        Understands ``{"error": {"message": ...}}``, ``{"error": "..."}``,
+        ``{"message": ...}``, a list holding one of those, and plain text (whitespace
+        collapsed, truncated).
+
+        Args:
+            status: the HTTP status.
+            payload: the parsed JSON body, or the body text when it is not JSON.
+        """
+        if isinstance(payload, list) and payload:
+            payload = payload[0]
+        if isinstance(payload, dict):
+            error = payload.get("error", payload)
+            if isinstance(error, str) and error:
+                return _shorten(error)
+            if isinstance(error, dict):
+                message = error.get("message")
+                if isinstance(message, str) and message:
+                    return _shorten(message)
+            payload = json.dumps(payload, ensure_ascii=False)
+        if isinstance(payload, str) and payload.strip():
+            return _shorten(payload)
+        return _status_phrase(status)
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """Return how long the server asked us to wait before retrying, in seconds.
+
+        Reads ``retry-after-ms`` and then ``Retry-After`` (seconds or an HTTP date); the
+        result is capped at ``max_retry_after``. ``None`` means "use the backoff".
+        """
+        headers = response.headers
+        delay: float | None = None
+        value = headers.get("retry-after-ms")
+        if value is not None:
+            delay = _to_float(value)
+            if delay is not None:
+                delay /= 1000
+        if delay is None:
+            value = headers.get("retry-after")
+            if value is not None:
+                delay = _to_float(value)
+                if delay is None:
+                    delay = _seconds_until(value)
+        if delay is None:
+            return None
+        return min(max(delay, 0.0), self.max_retry_after)
+
+    def request_id(self, response: httpx.Response) -> str | None:
+        """Return the provider's id of this request, from ``x-request-id`` or ``request-id``."""
+        headers = response.headers
+        request_id: str | None = headers.get("x-request-id") or headers.get("request-id")
+        return request_id
+
+    def error_from_status(
+        self, status: int, message: str, *, request_id: str | None = None, body: str | None = None
+    ) -> ProviderError:
+        """Build the exception for an HTTP status (or a mid-stream error event).
+
+        401/403 become :class:`AuthenticationError`, 429 :class:`RateLimitError`, 408
+        :class:`APITimeoutError`, 5xx and 529 :class:`ServerError`, other 4xx
+        :class:`BadRequestError`. The API key is scrubbed from ``message`` and ``body``.
+        """
+        cls: type[ProviderError]
+        if status in (401, 403):
+            cls = AuthenticationError
+        elif status == 429:
+            cls = RateLimitError
+        elif status == 408:
+            cls = APITimeoutError
+        elif status >= 500:
+            cls = ServerError
+        elif status >= 400:
+            cls = BadRequestError
+        else:
+            cls = ProviderError
+        return cls(
+            self._scrub(message),
+            provider=self.name,
+            status=status,
+            request_id=request_id,
+            body=self._scrub(body) if body is not None else None,
+        )
+
+    # --- requests --------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client, created on first use and reused for every request."""
+        if self._client is None:
+            self._client = make_client(self.timeout, self._limits)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if agentrt created it (a user's client is left open)."""
+        client, self._client = self._client, (None if self._owns_client else self._client)
+        if self._owns_client and client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> HTTPProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def post_json(
+        self, path: str, body: dict[str, Any], *, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """POST ``body`` as JSON to ``base_url + path`` and return the decoded JSON answer.
+
+        Raises:
+            ProviderError: the mapped failure, after retries where they apply.
+        """
+        request = self._build_request(path, body, params, sse=False)
+        with self._map_errors():
+            response = await self._send(request, stream=False)
+            response.raise_for_status()
+        try:
+            payload = json.loads(response.content)
+        except ValueError as exc:
+            raise ServerError(
+                f"the response was not valid JSON: {_shorten(response.text)}",
+                provider=self.name,
+                status=response.status_code,
+                request_id=self.request_id(response),
+            ) from exc
+        if not isinstance(payload, dict):
+            raise ServerError(
+                f"expected a JSON object, got {type(payload).__name__}",
+                provider=self.name,
+                status=response.status_code,
+                request_id=self.request_id(response),
+            )
+        return payload
+
+    async def post_sse(
+        self, path: str, body: dict[str, Any], *, params: dict[str, str] | None = None
+    ) -> AsyncIterator[SSEEvent]:
+        """POST ``body`` as JSON and yield the Server-Sent Events of the answer.
+
+        The request is retried only until a successful response's headers arrive; once
+        the stream has started nothing is retried. A stream that breaks part-way (reset,
+        timeout, or end of body inside an event) raises :class:`APIConnectionError` or
+        :class:`APITimeoutError` saying how much had arrived. Close the generator (e.g.
+        with ``contextlib.aclosing``) if you stop early.
+
+        Raises:
+            ProviderError: the mapped failure.
+        """
+        request = self._build_request(path, body, params, sse=True)
+        progress = _Progress()
+        with self._map_errors(progress):
+            response = await self._send(request, stream=True)
+            try:
+                response.raise_for_status()
+                parser = SSEParser()
+                async for chunk in response.aiter_bytes():
+                    progress.bytes += len(chunk)
+                    for event in parser.feed(chunk):
+                        progress.events += 1
+                        yield event
+                parser.close()
+                if parser.incomplete:
+                    raise APIConnectionError(
+                        f"the event stream ended in the middle of an event {progress.describe()}",
+                        provider=self.name,
+                        status=response.status_code,
+                        request_id=self.request_id(response),
+                    )
+            finally:
+                await response.aclose()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _build_request(
+        self, path: str, body: dict[str, Any], params: dict[str, str] | None, *, sse: bool
+    ) -> httpx.Request:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = {"content-type": "application/json", **self.auth_headers()}
+        if sse:
+            headers = {**headers, "accept": "text/event-stream"}
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return self.client.build_request(
+            "POST", self.base_url + path, content=content, headers=headers, params=params
+        )
+
+    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        """Send with retries; return a successful response or the last failed one (read)."""
+        client = self.client
+
+        async def attempt() -> httpx.Response:
+            with self._map_errors():
+                response = await client.send(request, stream=stream)
+                if not response.is_success and stream:
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+                return response
+
+        retrying = AsyncRetrying(
+            sleep=anyio.sleep,
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=(
+                retry_if_exception_type(APIConnectionError) | retry_if_result(self._should_retry)
+            ),
+            before_sleep=self._log_retry,
+            retry_error_callback=_last_outcome,
+            reraise=True,
+        )
+        response: httpx.Response = await retrying(attempt)
+        return response
+
+    def _should_retry(self, response: httpx.Response) -> bool:
+        return response.status_code in self.retry_statuses
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            delay: float | None = self.retry_after(outcome.result())
+            if delay is not None:
+                return delay
+        base = min(
+            self.retry_initial_delay * 2.0 ** (state.attempt_number - 1), self.retry_max_delay
+        )
+        return base * (1 - 0.25 * random.random())  # jitter, not crypto
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        if outcome is None:
+            return
+        if outcome.failed:
+            what = type(outcome.exception()).__name__
+        else:
+            what = f"HTTP {outcome.result().status_code}"
+        delay = state.next_action.sleep if state.next_action else 0.0
+        logger.info(
+            "%s: %s; retry %d of %d in %.2f s",
+            self.name,
+            what,
+            state.attempt_number,
+            self.max_retries,
+            delay,
+        )
+
+    @contextmanager
+    def _map_errors(self, progress: _Progress | None = None) -> Iterator[None]:
+        """Translate transport and HTTP failures raised inside the block to agentrt errors.
+
+        ``progress`` is given while a stream is being read, so that a broken stream says
+        how much of it had arrived.
+        """
+        try:
+            yield
+        except httpx.HTTPStatusError as exc:
+            raise self._error_from_response(exc.response) from exc
+        except httpx.TimeoutException as exc:
+            where = f" {progress.describe()}" if progress and progress.bytes else ""
+            raise APITimeoutError(
+                f"the request timed out{where} ({type(exc).__name__}); raise timeout= "
+                "if the model needs longer",
+                provider=self.name,
+            ) from exc
+        except httpx.TransportError as exc:
+            if progress is not None and progress.bytes:
+                what = f"the event stream broke {progress.describe()}"
+            else:
+                what = f"could not get a response from {_origin(self.base_url)}"
+            raise APIConnectionError(
+                f"{what}: {self._scrub(str(exc)) or type(exc).__name__}",
+                provider=self.name,
+            ) from exc
+
+    def _error_from_response(self, response: httpx.Response) -> ProviderError:
+        text = response.text
+        try:
+            payload: Any = json.loads(text)
+        except ValueError:
+            payload = text
+        status = response.status_code
+        return self.error_from_status(
+            status,
+            self.error_message(status, payload),
+            request_id=self.request_id(response),
+            body=text[:2000],
+        )
+
+    def _scrub(self, text: str) -> str:
+        key = self.api_key.get_secret_value()
+        return text.replace(key, _REDACTED) if key and key in text else text
+
+
+def _last_outcome(state: RetryCallState) -> Any:
+    # After the last attempt: hand back the failed response (the caller maps it) or
+    # re-raise the last exception.
+    assert state.outcome is not None
+    return state.outcome.result()
+
+
+def _shorten(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return f"HTTP {status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _to_float(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number == number else None  # NaN
+
+
+def _seconds_until(value: str) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.timestamp() - time.time()
+
+
+def _origin(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")

@@ -1,0 +1,277 @@
+"""One model call: stream its events, assemble text and tool calls, fire its callbacks.
+
+A response runs lazily, the first time it is iterated or awaited. Whatever way it ends
+(completed, failed, cancelled, or abandoned by its consumer), its usage is recorded, its
+``on_turn_end`` hook and ``on_done`` callbacks run exactly once, shielded from
+cancellation, before the exception (if any) reaches the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+
+from .callbacks import DoneCallbacks, Hooks, record_usage
+from .errors import UsageError
+from .messages import (
+    FinishEvent,
+    FinishReason,
+    Message,
+    ProviderDataEvent,
+    StreamChunk,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolResult,
+    TurnRequest,
+    Usage,
+    UsageEvent,
+)
+
+if TYPE_CHECKING:
+    from .providers.base import Provider
+
+__all__ = ["AsyncResponse", "Status", "ToolCallAssembler", "parse_arguments"]
+
+Status = Literal["pending", "running", "completed", "failed", "cancelled"]
+C = TypeVar("C", bound=Callable[..., Any])
+
+
+def parse_arguments(raw: str) -> dict[str, Any] | None:
+    """Parse a tool call's raw arguments: ``{}`` when empty, ``None`` unless a JSON object."""
+    if not raw or raw.isspace():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class ToolCallAssembler:
+    """Collects ``ToolCallDelta`` fragments into complete tool calls, grouped by index."""
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: dict[int, list[Any]] = {}
+
+    def add(self, delta: ToolCallDelta) -> None:
+        """Add one fragment; ``id`` and ``name`` are taken from the first fragment with them."""
+        entry = self._calls.get(delta.index)
+        if entry is None:
+            entry = self._calls[delta.index] = [delta.id, delta.name, []]
+        else:
+            if delta.id and not entry[0]:
+                entry[0] = delta.id
+            if delta.name and not entry[1]:
+                entry[1] = delta.name
+        if delta.arguments:
+            entry[2].append(delta.arguments)
+
+    def calls(self) -> list[ToolCall]:
+        """Return the assembled calls in index order, synthesising missing ids."""
+        result = []
+        for index in sorted(self._calls):
+            call_id, name, parts = self._calls[index]
+            raw = "".join(parts)
+            result.append(
+                ToolCall(
+                    id=call_id or f"call_{uuid.uuid4().hex[:24]}",
+                    name=name or "",
+                    arguments=parse_arguments(raw),
+                    raw_arguments=raw,
+                )
+            )
+        return result
+
+
+class AsyncResponse:
+    """The result of one model call (one turn).
+
+    Iterate it for :class:`StreamChunk` objects, or ``await response.text()``.
+
+    Attributes:
+        id: a unique id of this response.
+        model: the model id, e.g. ``"openai:gpt-4.1-mini"``.
+        turn: the 0-based turn number within its chain.
+        chain: the chain this turn belongs to, or ``None`` for ``model.prompt()``.
+        status: ``"pending"``, ``"running"``, then ``"completed"``, ``"failed"`` or
+            ``"cancelled"``.
+        error: the exception of a failed or cancelled turn.
+        usage: the provider's token counts, ``None`` when it reported none.
+        finish_reason: ``"stop"``, ``"tool_calls"``, ``"length"`` or ``"content_filter"``.
+        raw_finish_reason: the provider's own value.
+        tool_results: results of this turn's tool calls once a chain ran them.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        request: TurnRequest,
+        *,
+        model: str,
+        stream: bool = True,
+        hooks: Hooks,
+        turn: int = 0,
+        chain: Any = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.model = model
+        self.request = request
+        self.turn = turn
+        self.chain = chain
+        self.status: Status = "pending"
+        self.error: BaseException | None = None
+        self.usage: Usage | None = None
+        self.finish_reason: FinishReason | None = None
+        self.raw_finish_reason: str | None = None
+        self.tool_results: list[ToolResult] = []
+        self.provider_data: dict[str, Any] | None = None
+        self.started_at: float | None = None
+        self.duration: float | None = None
+        self.time_to_first_chunk: float | None = None
+        self._provider = provider
+        self._stream = stream
+        self._hooks = hooks
+        self._text_parts: list[str] = []
+        self._tool_calls: list[ToolCall] = []
+        self._done = DoneCallbacks(self)
+
+    # --- consuming -------------------------------------------------------------------
+
+    async def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        """Stream the turn's text; after it ended, yield its whole text as one chunk."""
+        if self.status == "pending":
+            async for chunk in self._run():
+                yield chunk
+        elif self.status == "running":
+            raise UsageError("this response is already being streamed by another consumer")
+        else:
+            text = self.text_so_far
+            if text or self.finish_reason:
+                yield StreamChunk(content=text, finish_reason=self.finish_reason, turn=self.turn)
+
+    async def _consume(self) -> None:
+        if self.status == "pending":
+            async for _ in self._run():
+                pass
+        elif self.status == "running":
+            raise UsageError("this response is already being streamed; await it afterwards")
+        elif self.status == "failed" and self.error is not None:
+            raise self.error
+
+    async def text(self) -> str:
+        """Run the turn if needed and return its whole text."""
+        await self._consume()
+        return self.text_so_far
+
+    async def tool_calls(self) -> list[ToolCall]:
+        """Run the turn if needed and return the tool calls the model asked for."""
+        await self._consume()
+        return list(self._tool_calls)
+
+    @property
+    def text_so_far(self) -> str:
+        """The text received so far (all of it once the turn ended)."""
+        return "".join(self._text_parts)
+
+    @property
+    def message(self) -> Message:
+        """The assistant message this turn adds to the conversation."""
+        return Message(
+            role="assistant",
+            content=self.text_so_far,
+            tool_calls=list(self._tool_calls),
+            provider_data=self.provider_data,
+        )
+
+    def on_done(self, cb: C) -> C:
+        """Call ``cb(response)`` once when this turn ends (at once if it already has).
+
+        Returns:
+            ``cb``, so this also works as a decorator.
+        """
+        self._done.add(cb)
+        return cb
+
+    # --- running ---------------------------------------------------------------------
+
+    async def _run(self) -> AsyncIterator[StreamChunk]:
+        self.status = "running"
+        hooks = self._hooks
+        started = time.perf_counter()
+        self.started_at = time.time()
+        if hooks.on_turn_start:
+            await hooks.emit("on_turn_start", self)
+        assembler = ToolCallAssembler()
+        turn = self.turn
+        ended_with: BaseException | None = None
+        try:
+            async for event in self._provider.turn(self.request, stream=self._stream):
+                kind = type(event)
+                if kind is TextDelta:
+                    text = event.text  # type: ignore[union-attr]
+                    if not text:
+                        continue
+                    if not self._text_parts:
+                        self.time_to_first_chunk = time.perf_counter() - started
+                    self._text_parts.append(text)
+                    chunk = StreamChunk(content=text, turn=turn)
+                    if hooks.on_chunk:
+                        await hooks.emit("on_chunk", self, chunk)
+                    yield chunk
+                elif kind is ToolCallDelta:
+                    assembler.add(event)  # type: ignore[arg-type]
+                elif kind is UsageEvent:
+                    self.usage = event.usage  # type: ignore[union-attr]
+                elif kind is FinishEvent:
+                    self.raw_finish_reason = event.raw_reason  # type: ignore[union-attr]
+                    self.finish_reason = event.reason  # type: ignore[union-attr]
+                elif kind is ProviderDataEvent:
+                    self.provider_data = {**(self.provider_data or {}), **event.data}  # type: ignore[union-attr]
+            self._tool_calls = assembler.calls()
+            self.finish_reason = _normalise_finish(self.finish_reason, bool(self._tool_calls))
+            self.status = "completed"
+            final = StreamChunk(content="", finish_reason=self.finish_reason, turn=turn)
+            if hooks.on_chunk:
+                await hooks.emit("on_chunk", self, final)
+            yield final
+        except BaseException as exc:
+            ended_with = exc
+            if isinstance(exc, Exception):
+                self.status, self.error = "failed", exc
+            else:  # cancellation, an abandoned generator, KeyboardInterrupt
+                self.status = "cancelled"
+                self.error = exc if not isinstance(exc, GeneratorExit) else None
+            raise
+        finally:
+            self.duration = time.perf_counter() - started
+            await self._finish(ended_with)
+
+    async def _finish(self, error: BaseException | None) -> None:
+        with anyio.CancelScope(shield=True):
+            if self.usage is not None:
+                record_usage(self.model, self.usage)
+            hooks = self._hooks
+            if isinstance(error, Exception) and hooks.on_error:
+                await hooks.emit("on_error", self, error)
+            if hooks.on_turn_end:
+                await hooks.emit("on_turn_end", self)
+            await self._done.run()
+
+    def __repr__(self) -> str:
+        return f"<AsyncResponse {self.model} turn={self.turn} status={self.status}>"
+
+
+def _normalise_finish(reason: FinishReason | None, has_calls: bool) -> FinishReason:
+    if has_calls and reason in (None, "stop"):
+        return "tool_calls"
+    if reason is None:
+        return "stop"
+    return reason

@@ -1,0 +1,282 @@
+"""Callbacks: ``on_done``, ``CallbackHandler`` and ``track_usage``.
+
+Callbacks are normalised once, when registered, into ``async`` callables, so the hot loop
+never asks whether something is awaitable. With no handler registered the chain checks one
+empty tuple per event and does nothing else. Every callback is isolated: an exception is
+logged (with the traceback) and never breaks the chain or the next callback.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from ._loops import spawn_detached
+from .messages import Usage
+
+if TYPE_CHECKING:
+    from .messages import StreamChunk, ToolCall, ToolResult
+
+__all__ = ["CallbackHandler", "DoneCallbacks", "Hooks", "UsageTracker", "track_usage"]
+
+logger = logging.getLogger("agentrt")
+
+T = TypeVar("T")
+AsyncCallback = Callable[..., Awaitable[Any]]
+
+HOOK_NAMES = (
+    "on_chain_start",
+    "on_turn_start",
+    "on_chunk",
+    "on_turn_end",
+    "on_tool_start",
+    "on_tool_end",
+    "on_tool_error",
+    "on_chain_end",
+    "on_error",
+)
+
+
+def is_async_callable(cb: Any) -> bool:
+    """Whether calling ``cb`` returns a coroutine (async functions, partials, objects)."""
+    while isinstance(cb, functools.partial):
+        cb = cb.func
+    return inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(
+        getattr(cb, "__call__", None)  # noqa: B004 - objects with an async __call__
+    )
+
+
+def as_async(cb: Callable[..., Any]) -> AsyncCallback:
+    """Normalise a sync or async callable into an async one (done once, at registration)."""
+    if is_async_callable(cb):
+        return cb
+
+    async def call_sync(*args: Any) -> Any:
+        return cb(*args)
+
+    return call_sync
+
+
+async def call_isolated(cb: AsyncCallback, *args: Any) -> None:
+    """Await a callback; log and swallow its exception so nothing else is affected."""
+    try:
+        await cb(*args)
+    except Exception:
+        logger.exception("agentrt callback %s raised; continuing", _name(cb))
+
+
+def _name(cb: Any) -> str:
+    return getattr(cb, "__qualname__", None) or repr(cb)
+
+
+class CallbackHandler:
+    """Receives events of chains and turns; override any hook, as ``def`` or ``async def``.
+
+    Hooks and their arguments:
+
+    - ``on_chain_start(chain)`` / ``on_chain_end(chain)``
+    - ``on_turn_start(response)`` / ``on_turn_end(response)``
+    - ``on_chunk(response, chunk)``
+    - ``on_tool_start(response, call)``
+    - ``on_tool_end(response, call, result)`` / ``on_tool_error(response, call, result)``
+      (``result.error`` holds the exception of a failed call)
+    - ``on_error(owner, error)``: a chain or turn failed (owner is the chain or response)
+
+    An exception raised by a hook is logged and ignored.
+    """
+
+    def on_chain_start(self, chain: Any) -> Any:
+        """Handle the start of a chain."""
+
+    def on_turn_start(self, response: Any) -> Any:
+        """Handle the start of a model call."""
+
+    def on_chunk(self, response: Any, chunk: StreamChunk) -> Any:
+        """Handle a streamed piece of text."""
+
+    def on_turn_end(self, response: Any) -> Any:
+        """Handle the end of a model call, whatever its status."""
+
+    def on_tool_start(self, response: Any, call: ToolCall) -> Any:
+        """Handle the start of a tool call."""
+
+    def on_tool_end(self, response: Any, call: ToolCall, result: ToolResult) -> Any:
+        """Handle a tool call that succeeded."""
+
+    def on_tool_error(self, response: Any, call: ToolCall, result: ToolResult) -> Any:
+        """Handle a tool call that ended in an error result."""
+
+    def on_chain_end(self, chain: Any) -> Any:
+        """Handle the end of a chain, whatever its status."""
+
+    def on_error(self, owner: Any, error: BaseException) -> Any:
+        """Handle a failed chain or turn."""
+
+
+class Hooks:
+    """The handlers' overridden hooks, each a tuple of async callables (empty when unused)."""
+
+    __slots__ = HOOK_NAMES
+
+    on_chain_start: tuple[AsyncCallback, ...]
+    on_turn_start: tuple[AsyncCallback, ...]
+    on_chunk: tuple[AsyncCallback, ...]
+    on_turn_end: tuple[AsyncCallback, ...]
+    on_tool_start: tuple[AsyncCallback, ...]
+    on_tool_end: tuple[AsyncCallback, ...]
+    on_tool_error: tuple[AsyncCallback, ...]
+    on_chain_end: tuple[AsyncCallback, ...]
+    on_error: tuple[AsyncCallback, ...]
+
+    def __init__(self, handlers: Iterable[CallbackHandler] = (), on_chunk: Any = None) -> None:
+        handlers = tuple(handlers)
+        for name in HOOK_NAMES:
+            found = []
+            for handler in handlers:
+                if not isinstance(handler, CallbackHandler):
+                    raise TypeError(
+                        f"callbacks=[...] takes CallbackHandler instances, got {handler!r}; "
+                        "subclass agentrt.CallbackHandler and override its hooks"
+                    )
+                method = getattr(type(handler), name)
+                if method is not getattr(CallbackHandler, name):
+                    found.append(as_async(getattr(handler, name)))
+            setattr(self, name, tuple(found))
+        if on_chunk is not None:
+            # The ``on_chunk=`` argument takes the chunk only.
+            cb = as_async(on_chunk)
+
+            async def chunk_only(_response: Any, chunk: Any) -> None:
+                await cb(chunk)
+
+            self.on_chunk = (*self.on_chunk, chunk_only)
+
+    @property
+    def empty(self) -> bool:
+        """Whether no hook is registered at all."""
+        return not any(getattr(self, name) for name in HOOK_NAMES)
+
+    async def emit(self, name: str, *args: Any) -> None:
+        """Call every callback of hook ``name`` in order, isolated from each other."""
+        for cb in getattr(self, name):
+            await call_isolated(cb, *args)
+
+    @classmethod
+    def combine(cls, *groups: Iterable[CallbackHandler], on_chunk: Any = None) -> Hooks:
+        """Build hooks from several handler lists (model-level first, then per call)."""
+        handlers = [h for group in groups for h in group]
+        if not handlers and on_chunk is None:
+            return NO_HOOKS
+        return cls(handlers, on_chunk)
+
+
+NO_HOOKS = Hooks()
+
+
+class DoneCallbacks:
+    """The ``on_done`` callbacks of one response or chain: run once, in order, isolated."""
+
+    __slots__ = ("_callbacks", "_done", "_owner")
+
+    def __init__(self, owner: Any) -> None:
+        self._owner = owner
+        self._callbacks: list[AsyncCallback] = []
+        self._done = False
+
+    def add(self, cb: Callable[..., Any]) -> None:
+        """Register ``cb``; if the owner already ended, run it now (sync) or start it (async)."""
+        async_cb = as_async(cb)
+        if not self._done:
+            self._callbacks.append(async_cb)
+            return
+        # Registered after the end: run at once.
+        if async_cb is cb:
+            _run_late_async(async_cb, self._owner)
+        else:
+            try:
+                cb(self._owner)
+            except Exception:
+                logger.exception("agentrt on_done callback %s raised; continuing", _name(cb))
+
+    async def run(self) -> None:
+        """Run every callback once, shielded from cancellation."""
+        if self._done:
+            return
+        self._done = True
+        callbacks, self._callbacks = self._callbacks, []
+        if not callbacks:
+            return
+        with anyio.CancelScope(shield=True):
+            for cb in callbacks:
+                await call_isolated(cb, self._owner)
+
+
+def _run_late_async(cb: AsyncCallback, target: Any) -> None:
+    """Run an async callback registered after the end: as a task of the running loop, or
+    to completion in a fresh loop when called from plain sync code."""
+    if not spawn_detached(call_isolated, cb, target):
+        anyio.run(call_isolated, cb, target)
+
+
+class UsageTracker:
+    """Usage added up inside ``track_usage()``; also split per model in ``by_model``."""
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.by_model: dict[str, Usage] = {}
+
+    def add(self, model: str, usage: Usage) -> None:
+        """Add one response's usage."""
+        self.usage = self.usage + usage
+        self.by_model[model] = self.by_model.get(model, Usage()) + usage
+
+    @property
+    def input_tokens(self) -> int:
+        """Input tokens so far."""
+        return self.usage.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        """Output tokens so far."""
+        return self.usage.output_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        """Total tokens so far."""
+        return self.usage.total_tokens
+
+    def __repr__(self) -> str:
+        return f"<UsageTracker {self.usage!r}>"
+
+
+_trackers: contextvars.ContextVar[tuple[UsageTracker, ...]] = contextvars.ContextVar(
+    "agentrt_usage_trackers", default=()
+)
+
+
+@contextmanager
+def track_usage() -> Iterator[UsageTracker]:
+    """Add up the usage of every response that finishes inside the block.
+
+    Tasks started inside the block inherit it (contextvars); blocks nest, and an inner
+    block's usage also counts in the outer one.
+    """
+    tracker = UsageTracker()
+    token = _trackers.set((*_trackers.get(), tracker))
+    try:
+        yield tracker
+    finally:
+        _trackers.reset(token)
+
+
+def record_usage(model: str, usage: Usage) -> None:
+    """Add a finished response's usage to every active tracker of this context."""
+    for tracker in _trackers.get():
+        tracker.add(model, usage)

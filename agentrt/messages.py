@@ -1,0 +1,189 @@
+"""The data agentrt passes around: messages, tool calls and results, usage, chunks, stream events.
+
+Public types are pydantic models. The stream events that providers yield to the core are
+slotted dataclasses: they are created once per network chunk and never leave the runtime,
+so they skip validation on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "FinishEvent",
+    "FinishReason",
+    "Message",
+    "ProviderDataEvent",
+    "Role",
+    "StreamChunk",
+    "StreamEvent",
+    "TextDelta",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolResult",
+    "ToolSpec",
+    "TurnRequest",
+    "Usage",
+    "UsageEvent",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "tool_calls", "length", "content_filter"]
+
+
+class Usage(BaseModel):
+    """Token counts of one response, or a sum of several (usages add with ``+``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage.model_construct(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+        )
+
+    def __radd__(self, other: object) -> Usage:
+        # Lets ``sum(usages)`` start from 0.
+        if other == 0:
+            return self
+        return NotImplemented
+
+    @classmethod
+    def of(cls, input_tokens: int, output_tokens: int, total_tokens: int | None = None) -> Usage:
+        """Build a usage, deriving ``total_tokens`` when the provider did not send it."""
+        if total_tokens is None:
+            total_tokens = input_tokens + output_tokens
+        return cls.model_construct(
+            input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=total_tokens
+        )
+
+
+class ToolCall(BaseModel):
+    """A tool call the model asked for.
+
+    ``arguments`` is the parsed JSON object, ``{}`` when the model sent none, and ``None``
+    when ``raw_arguments`` is not a JSON object (the chain answers the model with the error).
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | None
+    raw_arguments: str = ""
+
+
+class ToolResult(BaseModel):
+    """The outcome of one tool call, as sent back to the model."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    tool_call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+    duration: float = 0.0
+    #: The exception behind an error result; kept for callers, never serialised.
+    error: BaseException | None = Field(default=None, exclude=True, repr=False)
+
+
+class Message(BaseModel):
+    """One message of a conversation.
+
+    Assistant messages carry ``tool_calls``; tool messages carry ``tool_call_id``, ``name``
+    and ``is_error``. ``provider_data`` keeps provider-specific fields of an assistant turn
+    (such as Gemini's ``thoughtSignature``) so that history replays verbatim.
+    """
+
+    role: Role
+    content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+    is_error: bool = False
+    provider_data: dict[str, Any] | None = None
+
+
+class StreamChunk(BaseModel):
+    """A piece of streamed text, with the turn (0-based) it belongs to."""
+
+    content: str
+    finish_reason: str | None = None
+    turn: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """What a provider needs to declare a tool: name, description, JSON Schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(slots=True)
+class TurnRequest:
+    """Everything a provider needs for one model call."""
+
+    messages: list[Message]
+    system: str | None = None
+    tools: list[ToolSpec] = field(default_factory=list)
+    #: Generation options passed through to the provider (temperature, max_tokens, ...).
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# --- events a provider yields for one turn -----------------------------------------------
+
+
+@dataclass(slots=True)
+class TextDelta:
+    """Streamed text."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A fragment of tool call number ``index`` of this turn.
+
+    ``id`` and ``name`` are set on whichever fragments carry them; ``arguments`` fragments
+    are concatenated in order.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    """Usage so far for this turn; a later event replaces an earlier one."""
+
+    usage: Usage
+
+
+@dataclass(slots=True)
+class FinishEvent:
+    """Why the turn ended: the provider's raw value and its normalised form."""
+
+    raw_reason: str | None
+    reason: FinishReason | None
+
+
+@dataclass(slots=True)
+class ProviderDataEvent:
+    """Provider-specific fields to keep on the assistant message (merged key by key)."""
+
+    data: dict[str, Any]
+
+
+StreamEvent = Union[TextDelta, ToolCallDelta, UsageEvent, FinishEvent, ProviderDataEvent]

@@ -1,0 +1,275 @@
+"""The sync facade: thin wrappers that run the async core through a blocking portal.
+
+Each :class:`Model` owns one event loop in a daemon thread (started on first use) and a
+``BlockingPortal`` into it, so a long-lived HTTP client and open streams live on one loop.
+Every call runs in a copy of the caller's contextvars. No chain logic lives here.
+
+Calling the sync API from inside a running event loop, or from inside a sync tool, would
+block or deadlock; it raises :class:`~agentrt.errors.UsageError` instead.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import types
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from typing import Any, Generic, TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+from ._chain import AsyncChain, PromptType
+from ._execute import in_sync_tool
+from ._loops import running_loop_library
+from ._model import AsyncConversation, AsyncModel, get_async_model
+from ._response import AsyncResponse
+from .callbacks import is_async_callable
+from .errors import UsageError
+from .messages import Message, StreamChunk, ToolCall
+
+__all__ = ["Chain", "Conversation", "Model", "Response", "get_model"]
+
+T = TypeVar("T")
+C = TypeVar("C", bound=Callable[..., Any])
+W = TypeVar("W", AsyncResponse, AsyncChain)
+
+_END = object()
+
+
+def check_sync_allowed() -> None:
+    """Refuse a blocking call where it would block a loop or deadlock.
+
+    Raises:
+        UsageError: called from a thread running an event loop, or from a sync tool.
+    """
+    library = running_loop_library()
+    if library is not None:
+        raise UsageError(
+            f"agentrt's sync API was called from inside a running {library} event loop, "
+            "where it would block the loop: use get_async_model() and await it instead"
+        )
+    if in_sync_tool.get():
+        raise UsageError(
+            "agentrt's sync API was called from inside a sync tool, which runs in a worker "
+            "thread of a chain and could deadlock it: make the tool async and use "
+            "get_async_model()"
+        )
+
+
+@types.coroutine
+def _drive(ctx: contextvars.Context, coro: Coroutine[Any, Any, T]) -> Generator[Any, Any, T]:
+    # Runs each step of ``coro`` inside ``ctx``: the caller's contextvars are visible to
+    # the async core, and what it sets persists across steps.
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            if error is not None:
+                step, error = ctx.run(coro.throw, error), None
+            else:
+                step = ctx.run(coro.send, value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            value = yield step
+        except BaseException as exc:
+            error, value = exc, None
+
+
+async def _in_context(ctx: contextvars.Context, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    return await _drive(ctx, ctx.run(fn, *args))  # type: ignore[arg-type]
+
+
+async def _next_or_end(iterator: Any) -> Any:
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, reached through a blocking portal."""
+
+    def __init__(self) -> None:
+        ready = threading.Event()
+        self.portal: BlockingPortal | None = None
+
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                self.portal = portal
+                ready.set()
+                await portal.sleep_until_stopped()
+
+        # A daemon thread: an unclosed model must not keep the interpreter alive at exit.
+        self.thread = threading.Thread(
+            target=anyio.run, args=(serve,), name="agentrt-sync-loop", daemon=True
+        )
+        self.thread.start()
+        ready.wait()
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        check_sync_allowed()
+        assert self.portal is not None
+        return self.portal.call(_in_context, contextvars.copy_context(), fn, *args)
+
+    def iterate(self, aiterable: Any) -> Iterator[Any]:
+        check_sync_allowed()
+        assert self.portal is not None
+        portal, ctx = self.portal, contextvars.copy_context()
+        iterator = aiterable.__aiter__()
+        finished = False
+        try:
+            while True:
+                item = portal.call(_in_context, ctx, _next_or_end, iterator)
+                if item is _END:
+                    finished = True
+                    return
+                yield item
+        finally:
+            if not finished:
+                # The caller stopped early: close the stream so the turn ends (cancelled).
+                portal.call(_in_context, ctx, iterator.aclose)
+
+    def stop(self) -> None:
+        if self.portal is not None and self.thread.is_alive():
+            self.portal.call(self.portal.stop)
+        self.thread.join(timeout=5)
+
+
+class _Wrapper(Generic[W]):
+    """Shared passthrough: attributes not defined here come from the async object."""
+
+    def __init__(self, model: Model, inner: W) -> None:
+        self._model = model
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        return self._model._loop().iterate(self._inner)
+
+    def on_done(self, cb: C) -> C:
+        """Call ``cb`` with this object once it ends (at once if it already has)."""
+        if is_async_callable(cb):
+
+            async def adapted(_inner: Any) -> None:
+                await cb(self)
+
+        else:
+
+            def adapted(_inner: Any) -> None:
+                cb(self)
+
+        self._inner._done.add(adapted)
+        return cb
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self._inner!r}>"
+
+
+class Response(_Wrapper[AsyncResponse]):
+    """The sync form of :class:`~agentrt.AsyncResponse`; same attributes."""
+
+    def text(self) -> str:
+        """Run the turn if needed and return its text."""
+        return self._model._loop().call(self._inner.text)
+
+    def tool_calls(self) -> list[ToolCall]:
+        """Run the turn if needed and return its tool calls."""
+        return self._model._loop().call(self._inner.tool_calls)
+
+
+class Chain(_Wrapper[AsyncChain]):
+    """The sync form of :class:`~agentrt.AsyncChain`; same attributes."""
+
+    def text(self) -> str:
+        """Run the chain if needed and return the text of all its turns."""
+        return self._model._loop().call(self._inner.text)
+
+    @property
+    def responses(self) -> list[Response]:
+        """The response of each turn so far."""
+        return [Response(self._model, r) for r in self._inner.responses]
+
+
+class Conversation:
+    """The sync form of :class:`~agentrt.AsyncConversation`."""
+
+    def __init__(self, model: Model, inner: AsyncConversation) -> None:
+        self._model = model
+        self._inner = inner
+
+    @property
+    def messages(self) -> list[Message]:
+        """The history so far."""
+        return self._inner.messages
+
+    def chain(self, prompt: PromptType, **kwargs: Any) -> Chain:
+        """Continue the conversation with a chain."""
+        return Chain(self._model, self._inner.chain(prompt, prefer_sync=True, **kwargs))
+
+    def prompt(self, prompt: PromptType, **kwargs: Any) -> Response:
+        """Continue the conversation with one turn."""
+        return Response(self._model, self._inner.prompt(prompt, **kwargs))
+
+
+class Model:
+    """The sync facade over an :class:`~agentrt.AsyncModel`; create it with :func:`get_model`.
+
+    Sync chains call the sync implementation of dual tools. Close with ``close()`` or
+    ``with``.
+    """
+
+    def __init__(self, async_model: AsyncModel) -> None:
+        self.async_model = async_model
+        self._thread: _LoopThread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        """The model id, e.g. ``"offline:default"``."""
+        return self.async_model.model_id
+
+    def _loop(self) -> _LoopThread:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = _LoopThread()
+                    weakref.finalize(self, _LoopThread.stop, self._thread)
+        return self._thread
+
+    def prompt(self, prompt: PromptType, **kwargs: Any) -> Response:
+        """Run one turn (lazily); see :meth:`AsyncModel.prompt`."""
+        return Response(self, self.async_model.prompt(prompt, **kwargs))
+
+    def chain(self, prompt: PromptType, **kwargs: Any) -> Chain:
+        """Run a chain (lazily); see :meth:`AsyncModel.chain`."""
+        return Chain(self, self.async_model.chain(prompt, prefer_sync=True, **kwargs))
+
+    def conversation(self, *, system: str | None = None) -> Conversation:
+        """Start a conversation that keeps its history."""
+        return Conversation(self, self.async_model.conversation(system=system))
+
+    def close(self) -> None:
+        """Close the model's network resources and stop its loop thread."""
+        if self._thread is not None:
+            self._thread.call(self.async_model.aclose)
+            self._thread.stop()
+            self._thread = None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Model {self.model_id}>"
+
+
+def get_model(model_id: str | AsyncModel, **options: Any) -> Model:
+    """Return the sync facade of :func:`~agentrt.get_async_model` (same arguments)."""
+    return Model(get_async_model(model_id, **options))
