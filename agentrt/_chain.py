@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -160,8 +161,10 @@ class AsyncChain:
     async def __aiter__(self) -> AsyncIterator[StreamChunk]:
         """Stream the text of every turn as it arrives."""
         if self.status == "pending":
-            async for chunk in self._run():
-                yield chunk
+            # aclosing: a consumer that stops early ends the run now, not at garbage collection.
+            async with aclosing(self._run()) as run:
+                async for chunk in run:
+                    yield chunk
         elif self.status == "running":
             raise UsageError("this chain is already being streamed by another consumer")
         else:
@@ -172,8 +175,9 @@ class AsyncChain:
     async def text(self) -> str:
         """Run the chain if needed and return the text of all its turns."""
         if self.status == "pending":
-            async for _ in self._run():
-                pass
+            async with aclosing(self._run()) as run:
+                async for _ in run:
+                    pass
         elif self.status == "running":
             raise UsageError("this chain is already being streamed; await it afterwards")
         elif self.status == "failed" and self.error is not None:
@@ -225,8 +229,9 @@ class AsyncChain:
                     chain=self,
                 )
                 self.responses.append(response)
-                async for chunk in response._run():
-                    yield chunk
+                async with aclosing(response._run()) as turn_run:
+                    async for chunk in turn_run:
+                        yield chunk
                 messages.append(response.message)
                 calls = response._tool_calls
                 if not calls:
@@ -270,7 +275,4 @@ class AsyncChain:
             await self._done.run()
 
     def __repr__(self) -> str:
-        return (
-            f"<AsyncChain {self.model} turns={len(self.responses)} status={self.status}>"
-        )
-
+        return f"<AsyncChain {self.model} turns={len(self.responses)} status={self.status}>"

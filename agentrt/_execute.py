@@ -43,20 +43,6 @@ in_sync_tool: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "agentrt_in_sync_tool", default=False
 )
 
-_DEFAULT_LIMITER: anyio.CapacityLimiter | None = None
-DEFAULT_THREADS = 40
-
-
-def default_limiter() -> anyio.CapacityLimiter:
-    """Return the process-wide limiter for sync tools of chains that pass none.
-
-    Created lazily: a ``CapacityLimiter`` binds to the running event loop's library.
-    """
-    global _DEFAULT_LIMITER
-    if _DEFAULT_LIMITER is None:
-        _DEFAULT_LIMITER = anyio.CapacityLimiter(DEFAULT_THREADS)
-    return _DEFAULT_LIMITER
-
 
 def serialise_result(value: Any) -> str:
     """Turn a tool's return value into the text sent to the model (JSON unless a string)."""
@@ -144,9 +130,7 @@ class ToolRunner:
         try:
             return tool.validate(call.arguments)
         except pydantic.ValidationError as exc:
-            details = json.dumps(
-                exc.errors(include_url=False, include_context=False), default=str
-            )
+            details = json.dumps(exc.errors(include_url=False, include_context=False), default=str)
             raise ToolArgumentsError(
                 f"invalid arguments for tool {tool.name!r}: {details}. "
                 f"Expected arguments matching this JSON Schema: {json.dumps(tool.parameters)}",
@@ -161,7 +145,8 @@ class ToolRunner:
                     return await fn(**kwargs)
                 return await anyio.to_thread.run_sync(
                     partial(_run_sync_tool, fn, kwargs),
-                    limiter=self.limiter or default_limiter(),
+                    # None: anyio's per-loop default limiter (40 threads).
+                    limiter=self.limiter,
                     abandon_on_cancel=True,
                 )
         except TimeoutError as exc:

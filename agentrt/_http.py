@@ -20,6 +20,7 @@ a server echoes back.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http
 import json
@@ -27,7 +28,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -330,7 +331,7 @@ class HTTPProvider(Provider):
 
     async def post_sse(
         self, path: str, body: dict[str, Any], *, params: dict[str, str] | None = None
-    ) -> AsyncIterator[SSEEvent]:
+    ) -> AsyncGenerator[SSEEvent, None]:
         """POST ``body`` as JSON and yield the Server-Sent Events of the answer.
 
         The request is retried only until a successful response's headers arrive; once
@@ -346,10 +347,12 @@ class HTTPProvider(Provider):
         progress = _Progress()
         with self._map_errors(progress):
             response = await self._send(request, stream=True)
+            chunks: AsyncIterator[bytes] | None = None
             try:
                 response.raise_for_status()
                 parser = SSEParser()
-                async for chunk in response.aiter_bytes():
+                chunks = response.aiter_bytes()
+                async for chunk in chunks:
                     progress.bytes += len(chunk)
                     for event in parser.feed(chunk):
                         progress.events += 1
@@ -363,7 +366,11 @@ class HTTPProvider(Provider):
                         request_id=self.request_id(response),
                     )
             finally:
-                await response.aclose()
+                try:
+                    await response.aclose()
+                finally:
+                    if chunks is not None:
+                        await _finish_iterator(chunks)
 
     # --- internals -------------------------------------------------------------------------
 
@@ -459,7 +466,7 @@ class HTTPProvider(Provider):
                 provider=self.name,
             ) from exc
         except httpx.TransportError as exc:
-            if progress is not None and progress.bytes:
+            if progress is not None:
                 what = f"the event stream broke {progress.describe()}"
             else:
                 what = f"could not get a response from {_origin(self.base_url)}"
@@ -485,6 +492,19 @@ class HTTPProvider(Provider):
     def _scrub(self, text: str) -> str:
         key = self.api_key.get_secret_value()
         return text.replace(key, _REDACTED) if key and key in text else text
+
+
+async def _finish_iterator(chunks: AsyncIterator[bytes]) -> None:
+    """Run httpx's body iterator to its end after the response was closed.
+
+    httpx reads a body through several nested async generators. When the caller stops
+    reading early, the inner ones would be left suspended and trio warns when they are
+    garbage collected. With the connection already closed, iterating once more ends them
+    all at once (with a read error, or after what was already buffered).
+    """
+    with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
+        async for _ in chunks:
+            pass
 
 
 def _last_outcome(state: RetryCallState) -> Any:

@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
@@ -148,8 +149,9 @@ class AsyncResponse:
     async def __aiter__(self) -> AsyncIterator[StreamChunk]:
         """Stream the turn's text; after it ended, yield its whole text as one chunk."""
         if self.status == "pending":
-            async for chunk in self._run():
-                yield chunk
+            async with aclosing(self._run()) as run:
+                async for chunk in run:
+                    yield chunk
         elif self.status == "running":
             raise UsageError("this response is already being streamed by another consumer")
         else:
@@ -159,8 +161,9 @@ class AsyncResponse:
 
     async def _consume(self) -> None:
         if self.status == "pending":
-            async for _ in self._run():
-                pass
+            async with aclosing(self._run()) as run:
+                async for _ in run:
+                    pass
         elif self.status == "running":
             raise UsageError("this response is already being streamed; await it afterwards")
         elif self.status == "failed" and self.error is not None:
@@ -213,28 +216,30 @@ class AsyncResponse:
         turn = self.turn
         ended_with: BaseException | None = None
         try:
-            async for event in self._provider.turn(self.request, stream=self._stream):
-                kind = type(event)
-                if kind is TextDelta:
-                    text = event.text  # type: ignore[union-attr]
-                    if not text:
-                        continue
-                    if not self._text_parts:
-                        self.time_to_first_chunk = time.perf_counter() - started
-                    self._text_parts.append(text)
-                    chunk = StreamChunk(content=text, turn=turn)
-                    if hooks.on_chunk:
-                        await hooks.emit("on_chunk", self, chunk)
-                    yield chunk
-                elif kind is ToolCallDelta:
-                    assembler.add(event)  # type: ignore[arg-type]
-                elif kind is UsageEvent:
-                    self.usage = event.usage  # type: ignore[union-attr]
-                elif kind is FinishEvent:
-                    self.raw_finish_reason = event.raw_reason  # type: ignore[union-attr]
-                    self.finish_reason = event.reason  # type: ignore[union-attr]
-                elif kind is ProviderDataEvent:
-                    self.provider_data = {**(self.provider_data or {}), **event.data}  # type: ignore[union-attr]
+            events = self._provider.turn(self.request, stream=self._stream)
+            async with aclosing(events):  # type: ignore[type-var]
+                async for event in events:
+                    kind = type(event)
+                    if kind is TextDelta:
+                        text = event.text  # type: ignore[union-attr]
+                        if not text:
+                            continue
+                        if not self._text_parts:
+                            self.time_to_first_chunk = time.perf_counter() - started
+                        self._text_parts.append(text)
+                        chunk = StreamChunk(content=text, turn=turn)
+                        if hooks.on_chunk:
+                            await hooks.emit("on_chunk", self, chunk)
+                        yield chunk
+                    elif kind is ToolCallDelta:
+                        assembler.add(event)  # type: ignore[arg-type]
+                    elif kind is UsageEvent:
+                        self.usage = event.usage  # type: ignore[union-attr]
+                    elif kind is FinishEvent:
+                        self.raw_finish_reason = event.raw_reason  # type: ignore[union-attr]
+                        self.finish_reason = event.reason  # type: ignore[union-attr]
+                    elif kind is ProviderDataEvent:
+                        self.provider_data = {**(self.provider_data or {}), **event.data}  # type: ignore[union-attr]
             self._tool_calls = assembler.calls()
             self.finish_reason = _normalise_finish(self.finish_reason, bool(self._tool_calls))
             self.status = "completed"

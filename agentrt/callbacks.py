@@ -61,6 +61,7 @@ def as_async(cb: Callable[..., Any]) -> AsyncCallback:
     async def call_sync(*args: Any) -> Any:
         return cb(*args)
 
+    call_sync.__qualname__ = _name(cb)
     return call_sync
 
 
@@ -219,8 +220,11 @@ class DoneCallbacks:
 
 
 def _run_late_async(cb: AsyncCallback, target: Any) -> None:
-    """Run an async callback registered after the end: as a task of the running loop, or
-    to completion in a fresh loop when called from plain sync code."""
+    """Run an async callback registered after the end.
+
+    Inside a running loop it starts as a task of that loop; from plain sync code it runs to
+    completion in a fresh loop.
+    """
     if not spawn_detached(call_isolated, cb, target):
         anyio.run(call_isolated, cb, target)
 

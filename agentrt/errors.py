@@ -3,7 +3,7 @@
 Errors::
 
     AgentrtError
-    ├── UsageError                   wrong use of the API (bad model id, sync call inside a loop, ...)
+    ├── UsageError                   wrong use of the API (bad model id, sync call in a loop)
     │   ├── UnknownModelError
     │   └── MissingAPIKeyError
     ├── ChainLimitError              max_turns reached; carries the responses so far

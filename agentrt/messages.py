@@ -8,7 +8,7 @@ so they skip validation on the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -186,4 +186,4 @@ class ProviderDataEvent:
     data: dict[str, Any]
 
 
-StreamEvent = Union[TextDelta, ToolCallDelta, UsageEvent, FinishEvent, ProviderDataEvent]
+StreamEvent = TextDelta | ToolCallDelta | UsageEvent | FinishEvent | ProviderDataEvent

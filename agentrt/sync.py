@@ -133,6 +133,10 @@ class _LoopThread:
                 portal.call(_in_context, ctx, iterator.aclose)
 
     def stop(self) -> None:
+        if threading.current_thread() is self.thread:
+            # Collected on its own loop (from a callback): cannot block here. The daemon
+            # thread ends with the interpreter.
+            return
         if self.portal is not None and self.thread.is_alive():
             self.portal.call(self.portal.stop)
         self.thread.join(timeout=5)

@@ -18,7 +18,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import anyio.lowlevel
 
@@ -77,7 +77,7 @@ class ModelTurn:
 
 TurnFunction = Callable[
     [list[Message], list[ToolSpec]],
-    Union[str, ModelTurn, Awaitable[Union[str, ModelTurn]]],
+    str | ModelTurn | Awaitable[str | ModelTurn],
 ]
 
 
@@ -111,9 +111,7 @@ class FunctionProvider(Provider):
             yield ToolCallDelta(index, call_id, scripted.name, scripted.arguments)
         usage = spec.usage
         if usage is None and self.count_usage:
-            usage = usage_for(
-                request, spec.text, [(c.name, c.arguments) for c in spec.tool_calls]
-            )
+            usage = usage_for(request, spec.text, [(c.name, c.arguments) for c in spec.tool_calls])
         if usage is not None:
             yield UsageEvent(usage)
         finish = spec.finish_reason or ("tool_calls" if spec.tool_calls else "stop")

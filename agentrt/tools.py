@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar, overload
@@ -69,10 +70,7 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
 def _signature_model(fn: Callable[..., Any], name: str, docs: dict[str, str]) -> type[BaseModel]:
     """Build the pydantic model that validates a tool's arguments."""
     sig = inspect.signature(fn)
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception as exc:
-        raise TypeError(f"tool {name!r}: cannot resolve its type hints: {exc}") from exc
+    hints = _param_hints(fn, name)
     fields: dict[str, Any] = {}
     for param in sig.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -89,6 +87,27 @@ def _signature_model(fn: Callable[..., Any], name: str, docs: dict[str, str]) ->
     config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
     model_name = "".join(part.capitalize() for part in re.split(r"\W+", name) if part) or "Tool"
     return create_model(f"{model_name}Arguments", __config__=config, **fields)
+
+
+def _param_hints(fn: Callable[..., Any], name: str) -> dict[str, Any]:
+    """Resolve the parameters' type hints; the return annotation does not matter here."""
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        pass
+    # Retry without the return annotation (often a class local to a function).
+    target = inspect.unwrap(getattr(fn, "__func__", fn))
+    annotations = dict(getattr(target, "__annotations__", {}))
+    annotations.pop("return", None)
+    shim = types.SimpleNamespace(__annotations__=annotations)
+    globalns = getattr(target, "__globals__", {})
+    try:
+        return typing.get_type_hints(shim, globalns=globalns, include_extras=True)
+    except Exception as exc:
+        raise TypeError(
+            f"tool {name!r}: cannot resolve the type hints of its parameters ({exc}); "
+            "define the types they use at module level"
+        ) from exc
 
 
 def _has_description(annotation: Any) -> bool:
@@ -171,7 +190,7 @@ class Tool:
         bound.fn = self.fn.__get__(instance)
         if self.async_fn is not None:
             bound.async_fn = self.async_fn.__get__(instance)  # type: ignore[attr-defined]
-        doc_description, param_docs = parse_docstring(inspect.getdoc(self.fn))
+        _, param_docs = parse_docstring(inspect.getdoc(self.fn))
         bound.arguments_model = _signature_model(bound.fn, self.name, param_docs)
         bound.parameters = _clean_schema(bound.arguments_model.model_json_schema())
         bound.spec = ToolSpec(self.name, self.description, bound.parameters)
@@ -250,9 +269,10 @@ def tool(
 def _signature_key(fn: Callable[..., Any]) -> list[tuple[str, Any, Any, Any]]:
     sig = inspect.signature(fn)
     try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception:
+        hints = _param_hints(fn, getattr(fn, "__name__", "tool"))
+    except TypeError:
         hints = {}
+    hints.pop("return", None)
     return [
         (p.name, p.kind, p.default, hints.get(p.name, p.annotation))
         for p in sig.parameters.values()
@@ -337,9 +357,7 @@ def collect_tools(tools: Iterable[Any]) -> dict[str, Tool]:
     result: dict[str, Tool] = {}
     for item in _expand(tools):
         if item.name in result and result[item.name] is not item:
-            raise ValueError(
-                f"two tools are named {item.name!r}: rename one with @tool(name=...)"
-            )
+            raise ValueError(f"two tools are named {item.name!r}: rename one with @tool(name=...)")
         result[item.name] = item
     return result
 

@@ -24,7 +24,7 @@ def provider_class(model_id: str) -> tuple[type[Provider], str]:
     Raises:
         UnknownModelError: the prefix names no provider, or the id has no model name.
     """
-    prefix, sep, name = model_id.partition(":")
+    prefix, _, name = model_id.partition(":")
     if prefix not in PROVIDERS:
         known = ", ".join(f"{p}:<name>" for p in PROVIDERS)
         raise UnknownModelError(

@@ -40,9 +40,12 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import aclosing
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
+
+import anyio
+import httpx
 
 from .._http import HTTPProvider, SSEEvent
 from ..errors import APIConnectionError, ProviderError
@@ -76,6 +79,8 @@ ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 MESSAGES_PATH = "/v1/messages"
 PROVIDER = "anthropic"
+#: How long to keep reading a stream after its ``error`` event before giving up on it.
+_DRAIN_SECONDS = 2.0
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -472,6 +477,22 @@ class StreamParser:
         return ProviderError(message, provider=PROVIDER, status=status, request_id=request_id)
 
 
+async def _drain(events: AsyncIterator[SSEEvent]) -> None:
+    """Read what follows an ``error`` event (normally nothing) so the response ends cleanly.
+
+    The error event is the last one a stream carries. Reading to the end lets httpx finish
+    the response, so the connection goes back to the pool and no half-read generator is
+    left to the garbage collector (which trio reports as a ``ResourceWarning``). A server
+    that keeps sending is cut off after :data:`_DRAIN_SECONDS`.
+    """
+    with anyio.move_on_after(_DRAIN_SECONDS):
+        try:
+            async for _ in events:
+                pass
+        except ProviderError:
+            pass  # the error event is what the caller hears about
+
+
 # --- provider -----------------------------------------------------------------------------
 
 
@@ -496,6 +517,12 @@ class AnthropicProvider(HTTPProvider):
             "anthropic-version": ANTHROPIC_VERSION,
         }
 
+    def request_id(self, response: httpx.Response) -> str | None:
+        """Return Anthropic's id of this request (header ``request-id``)."""
+        headers = response.headers
+        request_id: str | None = headers.get("request-id") or headers.get("x-request-id")
+        return request_id
+
     async def turn(self, request: TurnRequest, *, stream: bool) -> AsyncIterator[StreamEvent]:
         """Run one Messages API call and yield its events.
 
@@ -514,9 +541,8 @@ class AnthropicProvider(HTTPProvider):
                 yield event
             return
         parser = StreamParser(self._stream_error)
-        # aclosing: an error event raised here must close the HTTP response at once.
-        sse_stream = cast("AsyncGenerator[SSEEvent, None]", self.post_sse(MESSAGES_PATH, body))
-        async with aclosing(sse_stream) as sse_events:
+        # aclosing: whatever ends this generator closes the HTTP response at once.
+        async with aclosing(self.post_sse(MESSAGES_PATH, body)) as sse_events:
             async for sse in sse_events:
                 try:
                     data = json.loads(sse.data)
@@ -525,9 +551,15 @@ class AnthropicProvider(HTTPProvider):
                         f"the stream sent an event that is not JSON: {sse.data[:200]!r}",
                         provider=PROVIDER,
                     ) from exc
-                if isinstance(data, dict):
-                    for event in parser.feed(data, sse.event):
-                        yield event
+                if not isinstance(data, dict):
+                    continue
+                try:
+                    events = parser.feed(data, sse.event)
+                except ProviderError:
+                    await _drain(sse_events)
+                    raise
+                for event in events:
+                    yield event
         parser.close()
 
     def _stream_error(

@@ -43,7 +43,7 @@ class Provider(ABC):
             ProviderError: on any provider or transport failure, already mapped.
         """
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release network resources (the default holds none)."""
 
     def __repr__(self) -> str:

@@ -39,6 +39,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Any, ClassVar
 
 import httpx
@@ -58,7 +59,14 @@ from ..messages import (
     UsageEvent,
 )
 
-__all__ = ["PROVIDER_DATA_KEY", "GeminiProvider", "TurnAssembler", "build_request_body"]
+__all__ = [
+    "PROVIDER_DATA_KEY",
+    "GeminiProvider",
+    "TurnAssembler",
+    "build_request_body",
+    "normalise_finish",
+    "retry_delay",
+]
 
 #: Key of ``Message.provider_data`` holding the assistant turn's raw Gemini parts.
 PROVIDER_DATA_KEY = "gemini_parts"
@@ -196,9 +204,9 @@ def build_request_body(request: TurnRequest) -> dict[str, Any]:
             replayed = _replayed_parts(message)
             if replayed is not None:
                 for part in replayed:
-                    call = part.get("functionCall")
-                    if isinstance(call, dict) and call.get("id"):
-                        gemini_ids.add(str(call["id"]))
+                    function_call = part.get("functionCall")
+                    if isinstance(function_call, dict) and function_call.get("id"):
+                        gemini_ids.add(str(function_call["id"]))
                 # Copied so that merging later contents never mutates the caller's history.
                 append("model", list(replayed))
             else:
@@ -422,13 +430,15 @@ class GeminiProvider(HTTPProvider):
         body = build_request_body(request)
         assembler = TurnAssembler(self.model_name)
         if stream:
-            async for event in self.post_sse(
-                self._path("streamGenerateContent"), body, params={"alt": "sse"}
-            ):
-                if not event.data.strip():
-                    continue
-                for item in assembler.feed(self._decode(event.data)):
-                    yield item
+            events = self.post_sse(self._path("streamGenerateContent"), body, params={"alt": "sse"})
+            # Closed deterministically when we stop early (an error object, a blocked
+            # prompt), so the response is released at once on every backend.
+            async with aclosing(events):
+                async for event in events:
+                    if not event.data.strip():
+                        continue
+                    for item in assembler.feed(self._decode(event.data)):
+                        yield item
         else:
             payload = await self.post_json(self._path("generateContent"), body)
             self._raise_for_error_object(payload)

@@ -62,9 +62,7 @@ def usage_for(request: TurnRequest, output_text: str, calls: Iterable[tuple[str,
     input_tokens = count_words(request.system) + sum(
         count_words(m.content, *(c.raw_arguments for c in m.tool_calls)) for m in request.messages
     )
-    output_tokens = count_words(output_text) + sum(
-        count_words(name, args) for name, args in calls
-    )
+    output_tokens = count_words(output_text) + sum(count_words(name, args) for name, args in calls)
     return Usage.of(input_tokens, output_tokens)
 
 

@@ -4,7 +4,7 @@ Renders a neutral :class:`~tools.fakeserver.script.Turn` the way the Gemini API 
 
 * ``functionCall`` parts carry ``args`` as whole JSON objects. A scripted call whose
   ``arguments`` text is not valid JSON is sent as a JSON *string* in ``args``, the closest
-  a Gemini body can get to malformed arguments.
+  a Gemini body can get to malformed arguments; empty text leaves ``args`` out.
 * ``finishReason`` is ``STOP`` for a tool-call turn too, as the real API reports.
 * Streamed text arrives in several pieces; each function call comes whole in its own
   event; ``finishReason`` and ``usageMetadata`` ride on the last event.
@@ -20,7 +20,9 @@ Renders a neutral :class:`~tools.fakeserver.script.Turn` the way the Gemini API 
 * ``"block_reason"``: answer with ``promptFeedback.blockReason`` and no candidates.
 
 Fault headers understood by :func:`render_error`: ``x-retry-delay`` (e.g. ``"0.2s"``) adds
-a ``google.rpc.RetryInfo`` detail with that ``retryDelay`` to the error body.
+a ``google.rpc.RetryInfo`` detail with that ``retryDelay`` to the error body. The server
+calls ``render_error(status, message)`` without headers, so :func:`rate_limit_fault` builds
+such a 429 as a ready-made ``Fault(raw_body=...)``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .script import Turn
+from .script import Fault, Turn
 
 NAME = "gemini"
 
@@ -64,8 +66,6 @@ def is_stream(path: str, query: Mapping[str, str], body: Mapping[str, Any]) -> b
 
 
 def _args(arguments: str) -> Any:
-    if not arguments.strip():
-        return {}
     try:
         return json.loads(arguments)
     except ValueError:
@@ -75,7 +75,10 @@ def _args(arguments: str) -> Any:
 def _call_parts(turn: Turn) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for call in turn.tool_calls:
-        function_call: dict[str, Any] = {"name": call.name, "args": _args(call.arguments)}
+        function_call: dict[str, Any] = {"name": call.name}
+        # Empty argument text means "no args field", as Gemini may send for no-arg calls.
+        if call.arguments.strip():
+            function_call["args"] = _args(call.arguments)
         if call.id is not None:
             function_call["id"] = call.id
         parts.append({"functionCall": function_call})
@@ -215,3 +218,14 @@ def render_error(
 def render_error_event(message: str) -> bytes:
     """Render an error object arriving inside an SSE stream after HTTP 200."""
     return _sse(render_error(500, message))
+
+
+def rate_limit_fault(retry_delay: str, message: str = "Resource has been exhausted") -> Fault:
+    """Return a 429 fault whose body carries ``RetryInfo.retryDelay`` (e.g. ``"0.2s"``)."""
+    body = render_error(429, message, {RETRY_DELAY_HEADER: retry_delay})
+    return Fault(
+        status=429,
+        message=message,
+        raw_body=json.dumps(body).encode(),
+        headers={"content-type": "application/json; charset=UTF-8"},
+    )

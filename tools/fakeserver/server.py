@@ -127,6 +127,7 @@ class FakeServer:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self._count = 0
         self.responder = None
         self.latency = 0.0
         self.chunked = True
@@ -194,6 +195,8 @@ class FakeServer:
             tasks.add(task)
             try:
                 await self._connection(reader, writer)
+            except asyncio.CancelledError:
+                pass  # shutting down; asyncio would log a cancelled connection task
             finally:
                 tasks.discard(task)
 
@@ -285,7 +288,9 @@ class FakeServer:
             await asyncio.sleep(self.latency)
         if fault and fault.delay:
             await asyncio.sleep(fault.delay)
-        headers = {"x-request-id": request_id, **(fault.headers if fault else {})}
+        headers = dict(fault.headers) if fault else {}
+        if not {"x-request-id", "request-id"} & {name.lower() for name in headers}:
+            headers["x-request-id"] = request_id
         if fault and fault.status is not None:
             if fault.raw_body is not None:
                 payload = fault.raw_body

@@ -1,0 +1,296 @@
+"""OpenAI Chat Completions, and any OpenAI-compatible server (vLLM, llama.cpp, Ollama, ...).
+
+Wire notes that shape this module:
+
+* A streamed turn is a sequence of ``chat.completion.chunk`` objects in ``data:`` events,
+  ended by ``data: [DONE]``. With ``stream_options.include_usage`` the last chunk before
+  ``[DONE]`` has empty ``choices`` and the ``usage``; other chunks carry ``usage: null``.
+* Tool calls arrive as ``delta.tool_calls`` fragments keyed by ``index``: the first
+  fragment of a call has ``id`` and ``function.name``, later ones only pieces of
+  ``function.arguments``. Compatible servers may send a whole call in one fragment or
+  repeat ``id``/``name`` on every fragment; both are forwarded once per call.
+* An error after HTTP 200 arrives as a data event whose JSON has an ``error`` object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any, ClassVar
+
+from .._http import HTTPProvider
+from ..errors import APIConnectionError, ProviderError, ServerError
+from ..messages import (
+    FinishEvent,
+    FinishReason,
+    Message,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    TurnRequest,
+    Usage,
+    UsageEvent,
+)
+
+__all__ = ["OpenAIProvider"]
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "eos": "stop",
+    "end_turn": "stop",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "length": "length",
+    "max_tokens": "length",
+    "content_filter": "content_filter",
+}
+
+#: Error ``type``/``code`` values of stream error events, mapped to the HTTP status they mean.
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "rate_limit": 429,
+}
+
+
+class OpenAIProvider(HTTPProvider):
+    """The ``openai:<model>`` provider: Chat Completions at ``{base_url}/chat/completions``.
+
+    Set ``base_url`` (or ``OPENAI_BASE_URL``) to use any OpenAI-compatible server.
+    """
+
+    name: ClassVar[str] = "openai"
+    env_key: ClassVar[str] = "OPENAI_API_KEY"
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    env_base_url: ClassVar[str | None] = "OPENAI_BASE_URL"
+
+    #: Ask for the usage chunk when streaming (``stream_options.include_usage``).
+    stream_usage: bool = True
+
+    async def turn(self, request: TurnRequest, *, stream: bool) -> AsyncIterator[StreamEvent]:
+        """Run one Chat Completions call and yield its normalised events.
+
+        Raises:
+            ProviderError: the mapped HTTP, transport or in-stream failure.
+        """
+        body = self.request_body(request, stream=stream)
+        if not stream:
+            for event in self._events_from_completion(await self.post_json(_PATH, body)):
+                yield event
+            return
+        state = _StreamState()
+        async with aclosing(self.post_sse(_PATH, body)) as events:
+            async for sse in events:
+                data = sse.data
+                if data.startswith("[DONE]"):
+                    state.done = True
+                    break
+                for event in self._events_from_chunk(_loads(data, state.chunks), state):
+                    yield event
+                state.chunks += 1
+        if not (state.done or state.finished):
+            raise APIConnectionError(
+                f"the stream ended after {state.chunks} chunk(s) without a finish reason "
+                "or [DONE]; the answer is incomplete",
+                provider=self.name,
+            )
+
+    def request_body(self, request: TurnRequest, *, stream: bool) -> dict[str, Any]:
+        """Translate a turn request into a Chat Completions request body."""
+        messages: list[dict[str, Any]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.extend(_message(m) for m in request.messages)
+        body: dict[str, Any] = {"model": self.model_name, "messages": messages}
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": spec.name,
+                        "description": spec.description,
+                        "parameters": spec.parameters,
+                    },
+                }
+                for spec in request.tools
+            ]
+        body.update(request.options)
+        if stream:
+            body["stream"] = True
+            if self.stream_usage:
+                body.setdefault("stream_options", {"include_usage": True})
+        else:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        return body
+
+    # --- responses -------------------------------------------------------------------------
+
+    def _events_from_completion(self, payload: dict[str, Any]) -> list[StreamEvent]:
+        error = payload.get("error")
+        if error:
+            raise self._error_from_body(error)
+        events: list[StreamEvent] = []
+        choices = payload.get("choices") or []
+        if choices:
+            choice = choices[0]
+            message = choice.get("message") or {}
+            text = message.get("content") or message.get("refusal")
+            if text:
+                events.append(TextDelta(text))
+            for index, call in enumerate(message.get("tool_calls") or ()):
+                function = call.get("function") or {}
+                events.append(
+                    ToolCallDelta(
+                        index=index,
+                        id=call.get("id") or None,
+                        name=function.get("name") or None,
+                        arguments=_arguments(function.get("arguments")),
+                    )
+                )
+            events.append(_finish(choice.get("finish_reason")))
+        usage = _usage(payload.get("usage"))
+        if usage is not None:
+            events.append(UsageEvent(usage))
+        return events
+
+    def _events_from_chunk(self, chunk: dict[str, Any], state: _StreamState) -> list[StreamEvent]:
+        error = chunk.get("error")
+        if error:
+            raise self._error_from_body(error)
+        events: list[StreamEvent] = []
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue  # only one choice is requested; ignore any others
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or delta.get("refusal")
+            if text:
+                events.append(TextDelta(text))
+            calls = delta.get("tool_calls")
+            if calls:
+                events.extend(state.tool_delta(call) for call in calls)
+            reason = choice.get("finish_reason")
+            if reason:
+                state.finished = True
+                events.append(_finish(reason))
+        usage = _usage(chunk.get("usage"))
+        if usage is not None:
+            events.append(UsageEvent(usage))
+        return events
+
+    def _error_from_body(self, error: Any) -> ProviderError:
+        """Map an ``error`` object found in a 200 response or a stream event."""
+        status = 500
+        message = "the provider reported an error during the response"
+        if isinstance(error, dict):
+            code = error.get("code")
+            if isinstance(code, int) and 400 <= code < 600:
+                status = code
+            else:
+                kind = error.get("type") if error.get("type") in _ERROR_STATUS else code
+                status = _ERROR_STATUS.get(kind, 500) if isinstance(kind, str) else 500
+            if isinstance(error.get("message"), str) and error["message"]:
+                message = error["message"]
+        elif isinstance(error, str) and error:
+            message = error
+        return self.error_from_status(status, message, body=json.dumps(error)[:2000])
+
+
+_PATH = "/chat/completions"
+
+
+class _StreamState:
+    """Per-turn bookkeeping while reading a stream."""
+
+    __slots__ = ("_by_id", "_named", "chunks", "done", "finished")
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.done = False
+        self.finished = False
+        self._named: set[int] = set()  # indices whose id and name were already forwarded
+        self._by_id: dict[str, int] = {}  # for servers that omit ``index``
+
+    def tool_delta(self, call: dict[str, Any]) -> ToolCallDelta:
+        function = call.get("function") or {}
+        call_id = call.get("id") or None
+        index = call.get("index")
+        if not isinstance(index, int):
+            if call_id is not None and call_id not in self._by_id:
+                self._by_id[call_id] = len(self._by_id)
+            index = (
+                self._by_id[call_id]
+                if call_id is not None
+                else max(self._by_id.values(), default=0)
+            )
+        name = function.get("name") or None
+        if index in self._named:
+            call_id = name = None
+        elif call_id or name:
+            self._named.add(index)
+        return ToolCallDelta(index, call_id, name, _arguments(function.get("arguments")))
+
+
+def _message(message: Message) -> dict[str, Any]:
+    role = message.role
+    if role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if role == "assistant" and message.tool_calls:
+        return {
+            "role": "assistant",
+            "content": message.content or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": call.raw_arguments or json.dumps(call.arguments or {}),
+                    },
+                }
+                for call in message.tool_calls
+            ],
+        }
+    return {"role": role, "content": message.content}
+
+
+def _arguments(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    # Some compatible servers send the arguments as an object rather than a JSON string.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _finish(raw: Any) -> FinishEvent:
+    raw_reason = raw if isinstance(raw, str) else None
+    return FinishEvent(raw_reason, _FINISH.get(raw_reason or ""))
+
+
+def _usage(usage: Any) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    total = usage.get("total_tokens")
+    return Usage.of(prompt, completion, total if isinstance(total, int) else None)
+
+
+def _loads(data: str, index: int) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise ServerError(
+            f"stream chunk {index} is not valid JSON: {data[:200]!r}", provider="openai"
+        ) from exc
+    if not isinstance(value, dict):
+        raise ServerError(f"stream chunk {index} is not a JSON object", provider="openai")
+    return value

@@ -1,0 +1,635 @@
+"""The Gemini provider: request translation, response assembly, and real HTTP over loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from agentrt.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    MissingAPIKeyError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+from agentrt.messages import (
+    FinishEvent,
+    Message,
+    ProviderDataEvent,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    TurnRequest,
+    Usage,
+    UsageEvent,
+)
+from agentrt.providers.gemini import (
+    PROVIDER_DATA_KEY,
+    GeminiProvider,
+    TurnAssembler,
+    build_request_body,
+    normalise_finish,
+    retry_delay,
+)
+from tools.fakeserver import gemini_wire
+from tools.fakeserver.script import Fault, ScriptedToolCall, Turn
+
+KEY = "AIza-test-gemini-key-0123456789"
+MODEL = "gemini-x"
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+@dataclass
+class Assembled:
+    """What the core would build from one turn's events."""
+
+    text: str = ""
+    text_pieces: int = 0
+    calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    usage: Usage | None = None
+    raw_reason: str | None = None
+    reason: str | None = None
+    provider_data: dict[str, Any] | None = None
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [self.calls[i] for i in sorted(self.calls)]
+
+    def comparable(self) -> tuple[Any, ...]:
+        # Synthesised ids are random per call, so compare them by shape only.
+        calls = [
+            {**c, "id": c["id"] if not c["id"].startswith("call_") else "call_*"}
+            for c in self.tool_calls()
+        ]
+        return (self.text, calls, self.usage, self.raw_reason, self.reason, self.provider_data)
+
+    def assistant_message(self) -> Message:
+        calls = [
+            ToolCall(
+                id=c["id"],
+                name=c["name"],
+                arguments=json.loads(c["arguments"] or "{}"),
+                raw_arguments=c["arguments"],
+            )
+            for c in self.tool_calls()
+        ]
+        return Message(
+            role="assistant",
+            content=self.text,
+            tool_calls=calls,
+            provider_data=self.provider_data,
+        )
+
+
+def assemble(events: list[StreamEvent]) -> Assembled:
+    out = Assembled()
+    for event in events:
+        if isinstance(event, TextDelta):
+            out.text += event.text
+            out.text_pieces += 1
+        elif isinstance(event, ToolCallDelta):
+            assert event.index not in out.calls, "Gemini calls arrive whole, once each"
+            out.calls[event.index] = {
+                "id": event.id,
+                "name": event.name,
+                "arguments": event.arguments,
+            }
+        elif isinstance(event, UsageEvent):
+            out.usage = event.usage
+        elif isinstance(event, FinishEvent):
+            out.raw_reason, out.reason = event.raw_reason, event.reason
+        elif isinstance(event, ProviderDataEvent):
+            out.provider_data = {**(out.provider_data or {}), **event.data}
+    return out
+
+
+@asynccontextmanager
+async def gemini(server: Any, **options: Any) -> AsyncIterator[GeminiProvider]:
+    options.setdefault("api_key", KEY)
+    options.setdefault("base_url", server.gemini_base_url)
+    provider = GeminiProvider(MODEL, **options)
+    provider.retry_initial_delay = 0.01  # keep backoff short; Retry tests set it explicitly
+    try:
+        yield provider
+    finally:
+        await provider.aclose()
+
+
+async def run(
+    provider: GeminiProvider, request: TurnRequest | None = None, *, stream: bool = True
+) -> list[StreamEvent]:
+    request = request or TurnRequest([Message(role="user", content="hi")])
+    return [event async for event in provider.turn(request, stream=stream)]
+
+
+async def turn_events(server: Any, item: Turn | Fault, *, stream: bool = True) -> Assembled:
+    server.push(item)
+    async with gemini(server) as provider:
+        return assemble(await run(provider, stream=stream))
+
+
+WEATHER = ToolSpec(
+    name="weather",
+    description="Get the weather.",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"$ref": "#/$defs/City"}},
+        "required": ["city"],
+        "additionalProperties": False,
+        "$defs": {"City": {"type": "object", "properties": {"name": {"type": "string"}}}},
+    },
+)
+NOW = ToolSpec(name="now", description="", parameters={"type": "object", "properties": {}})
+
+
+# --- request translation (no I/O) -------------------------------------------------------
+
+
+def test_request_roles_system_and_function_responses() -> None:
+    history = [
+        Message(role="system", content="Be brief."),
+        Message(role="user", content="weather in Oslo and Rome?"),
+        Message(
+            role="assistant",
+            content="Checking.",
+            tool_calls=[
+                ToolCall(id="c1", name="weather", arguments={"city": "Oslo"}),
+                ToolCall(id="c2", name="weather", arguments=None, raw_arguments="{oops"),
+            ],
+        ),
+        Message(role="tool", tool_call_id="c1", name="weather", content="sunny"),
+        Message(role="tool", tool_call_id="c2", content="bad arguments", is_error=True),
+        Message(role="user", content="thanks"),
+    ]
+    request = TurnRequest(history, system="You are a weather bot.", tools=[WEATHER, NOW])
+    body = build_request_body(request)
+
+    assert body["systemInstruction"] == {
+        "parts": [{"text": "You are a weather bot."}, {"text": "Be brief."}]
+    }
+    assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
+    assert body["contents"][1]["parts"] == [
+        {"text": "Checking."},
+        {"functionCall": {"name": "weather", "args": {"city": "Oslo"}}},
+        {"functionCall": {"name": "weather", "args": {}}},
+    ]
+    # Consecutive tool results (and the next user text) share one "user" content.
+    assert body["contents"][2]["parts"] == [
+        {"functionResponse": {"name": "weather", "response": {"result": "sunny"}}},
+        {"functionResponse": {"name": "weather", "response": {"error": "bad arguments"}}},
+        {"text": "thanks"},
+    ]
+    # Full JSON Schema goes to parametersJsonSchema untouched; no-arg tools send none.
+    assert body["tools"] == [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "weather",
+                    "description": "Get the weather.",
+                    "parametersJsonSchema": WEATHER.parameters,
+                },
+                {"name": "now"},
+            ]
+        }
+    ]
+    assert "generationConfig" not in body
+
+
+def test_request_replays_provider_parts_verbatim_with_gemini_ids() -> None:
+    parts = [
+        {"text": "thinking out loud", "thought": True},
+        {"functionCall": {"id": "g-1", "name": "now", "args": {}}, "thoughtSignature": "c2ln"},
+    ]
+    assistant = Message(
+        role="assistant",
+        tool_calls=[ToolCall(id="g-1", name="now", arguments={})],
+        provider_data={PROVIDER_DATA_KEY: parts, "other_provider": {"x": 1}},
+    )
+    snapshot = json.loads(json.dumps(parts))
+    request = TurnRequest(
+        [
+            Message(role="user", content="time?"),
+            assistant,
+            Message(role="tool", tool_call_id="g-1", name="now", content="12:00"),
+        ]
+    )
+    body = build_request_body(request)
+    assert body["contents"][1] == {"role": "model", "parts": snapshot}
+    assert body["contents"][2]["parts"] == [
+        {"functionResponse": {"id": "g-1", "name": "now", "response": {"result": "12:00"}}}
+    ]
+    build_request_body(TurnRequest([*request.messages, Message(role="user", content="more")]))
+    assert parts == snapshot, "building a request must not mutate the history"
+
+
+def test_request_generation_options() -> None:
+    options = {
+        "temperature": 0.2,
+        "max_tokens": 50,
+        "top_p": 0.9,
+        "top_k": 3,
+        "stop": "END",
+        "seed": None,
+        "thinking_config": {"thinkingBudget": 0},
+    }
+    body = build_request_body(TurnRequest([Message(role="user", content="x")], options=options))
+    assert body["generationConfig"] == {
+        "temperature": 0.2,
+        "maxOutputTokens": 50,
+        "topP": 0.9,
+        "topK": 3,
+        "stopSequences": ["END"],
+        "thinkingConfig": {"thinkingBudget": 0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "has_calls", "expected"),
+    [
+        ("STOP", False, "stop"),
+        ("STOP", True, "tool_calls"),
+        ("MAX_TOKENS", False, "length"),
+        ("MAX_TOKENS", True, "length"),
+        ("SAFETY", False, "content_filter"),
+        ("RECITATION", False, "content_filter"),
+        ("BLOCKLIST", False, "content_filter"),
+        ("PROHIBITED_CONTENT", False, "content_filter"),
+        ("SPII", False, "content_filter"),
+        ("IMAGE_SAFETY", False, "content_filter"),
+        ("OTHER", False, "stop"),
+        ("MALFORMED_FUNCTION_CALL", False, "stop"),
+        (None, True, "tool_calls"),
+    ],
+)
+def test_normalise_finish(raw: str | None, has_calls: bool, expected: str) -> None:
+    assert normalise_finish(raw, has_calls) == expected
+
+
+@pytest.mark.parametrize(
+    ("delay", "expected"),
+    [("1.5s", 1.5), ("32s", 32.0), ("0.000001s", 0.000001), ("oops", None), ("5", None)],
+)
+def test_retry_delay_parsing(delay: str, expected: float | None) -> None:
+    assert retry_delay(gemini_wire.render_error(429, "slow down", {"x-retry-delay": delay})) == (
+        expected
+    )
+    assert retry_delay(gemini_wire.render_error(429, "slow down")) is None
+    assert retry_delay("not json") is None
+
+
+def test_assembler_coalesces_text_and_keeps_the_signature() -> None:
+    assembler = TurnAssembler()
+    chunks = [
+        {"candidates": [{"content": {"parts": [{"text": "plan", "thought": True}]}}]},
+        {"candidates": [{"content": {"parts": [{"text": "Hel"}]}}]},
+        {"candidates": [{"content": {"parts": [{"text": "lo", "thoughtSignature": "U0lH"}]}}]},
+        {"candidates": [{"content": {"parts": [{"text": "!"}]}, "finishReason": "STOP"}]},
+    ]
+    events = [e for chunk in chunks for e in assembler.feed(chunk)]
+    events.extend(assembler.finish())
+    result = assemble(events)
+    assert result.text == "Hello!"  # the thought summary is not answer text
+    assert result.provider_data == {
+        PROVIDER_DATA_KEY: [
+            {"text": "plan", "thought": True},
+            {"text": "Hello", "thoughtSignature": "U0lH"},
+            {"text": "!"},
+        ]
+    }
+    assert (result.raw_reason, result.reason, result.usage) == ("STOP", "stop", None)
+
+
+# --- streaming over loopback HTTP -------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_streamed_utf8_split_into_single_bytes(fake_server: Any) -> None:
+    text = "héllo wörld — 日本語 🎉 ok"
+    result = await turn_events(fake_server, Fault(split_bytes=1, turn=Turn(text=text)))
+    assert result.text == text
+    assert result.text_pieces > 3
+    assert (result.raw_reason, result.reason) == ("STOP", "stop")
+    request = fake_server.requests[0]
+    assert request.path == f"/v1beta/models/{MODEL}:streamGenerateContent"
+    assert request.query == {"alt": "sse"}
+
+
+@pytest.mark.anyio
+async def test_one_tool_call_with_whole_args(fake_server: Any) -> None:
+    args = {"city": {"name": "Zürich"}, "days": [1, 2], "metric": True}
+    call = ScriptedToolCall(name="weather", arguments=json.dumps(args))
+    result = await turn_events(fake_server, Turn(tool_calls=[call]))
+    [only] = result.tool_calls()
+    assert only["name"] == "weather"
+    assert json.loads(only["arguments"]) == args
+    assert only["id"].startswith("call_0_")
+    # Gemini says STOP for a tool-call turn; agentrt normalises it, keeping the raw value.
+    assert (result.raw_reason, result.reason) == ("STOP", "tool_calls")
+
+
+@pytest.mark.anyio
+async def test_three_parallel_function_calls_keep_order_and_ids(fake_server: Any) -> None:
+    calls = [
+        ScriptedToolCall(name="weather", arguments='{"city": "Oslo"}', id="gem-a"),
+        ScriptedToolCall(name="weather", arguments='{"city": "Rome"}'),
+        ScriptedToolCall(name="now", arguments="{}"),
+    ]
+    result = await turn_events(fake_server, Turn(tool_calls=calls))
+    got = result.tool_calls()
+    assert [c["name"] for c in got] == ["weather", "weather", "now"]
+    assert [json.loads(c["arguments"]) for c in got] == [{"city": "Oslo"}, {"city": "Rome"}, {}]
+    assert got[0]["id"] == "gem-a"  # Gemini's own id is kept
+    assert got[1]["id"].startswith("call_1_")
+    assert got[2]["id"].startswith("call_2_")
+    assert len({c["id"] for c in got}) == 3
+    assert result.reason == "tool_calls"
+
+
+@pytest.mark.anyio
+async def test_text_then_function_call_in_one_turn(fake_server: Any) -> None:
+    turn = Turn(text="Let me check that.", tool_calls=[ScriptedToolCall("now", "{}")])
+    result = await turn_events(fake_server, turn)
+    assert result.text == "Let me check that."
+    assert [c["name"] for c in result.tool_calls()] == ["now"]
+    assert result.reason == "tool_calls"
+    assert result.provider_data == {
+        PROVIDER_DATA_KEY: [
+            {"text": "Let me check that."},
+            {"functionCall": {"name": "now", "args": {}}},
+        ]
+    }
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("arguments", ["{}", ""], ids=["empty-object", "no-args-field"])
+async def test_empty_args(fake_server: Any, arguments: str) -> None:
+    result = await turn_events(fake_server, Turn(tool_calls=[ScriptedToolCall("now", arguments)]))
+    [only] = result.tool_calls()
+    # Both become arguments the core parses to {}.
+    assert json.loads(only["arguments"] or "{}") == {}
+
+
+@pytest.mark.anyio
+async def test_usage_counts_thoughts_as_output(fake_server: Any) -> None:
+    result = await turn_events(
+        fake_server, Turn(text="hi", usage=(7, 3), extra={"thoughts_tokens": 4})
+    )
+    assert result.usage == Usage(input_tokens=7, output_tokens=7, total_tokens=14)
+    silent = await turn_events(fake_server, Turn(text="hi", usage=None))
+    assert silent.usage is None  # never a silent zero
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("turn", "raw", "reason"),
+    [
+        (Turn(text="done"), "STOP", "stop"),
+        (Turn(tool_calls=[ScriptedToolCall("now")]), "STOP", "tool_calls"),
+        (Turn(text="cut", finish_reason="length"), "MAX_TOKENS", "length"),
+        (Turn(text="", finish_reason="content_filter"), "SAFETY", "content_filter"),
+        (Turn(text="quote", extra={"finish_reason": "RECITATION"}), "RECITATION", "content_filter"),
+        (Turn(text="x", extra={"finish_reason": "BLOCKLIST"}), "BLOCKLIST", "content_filter"),
+        (
+            Turn(text="x", extra={"finish_reason": "PROHIBITED_CONTENT"}),
+            "PROHIBITED_CONTENT",
+            "content_filter",
+        ),
+        (Turn(text="x", extra={"finish_reason": "SPII"}), "SPII", "content_filter"),
+        (Turn(text="x", extra={"finish_reason": "OTHER"}), "OTHER", "stop"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+async def test_finish_reasons(fake_server: Any, turn: Turn, raw: str, reason: str) -> None:
+    result = await turn_events(fake_server, turn)
+    assert (result.raw_reason, result.reason) == (raw, reason)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_blocked_prompt_raises_bad_request(fake_server: Any, stream: bool) -> None:
+    fake_server.push(Turn(extra={"block_reason": "SAFETY"}))
+    async with gemini(fake_server) as provider:
+        with pytest.raises(BadRequestError) as info:
+            await run(provider, stream=stream)
+    assert "blockReason SAFETY" in str(info.value)
+    assert info.value.provider == "gemini"
+    assert json.loads(info.value.body or "") == {"blockReason": "SAFETY"}
+
+
+# --- failures -----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_429_then_success_honours_retry_info(fake_server: Any) -> None:
+    fake_server.push(gemini_wire.rate_limit_fault("0.3s"), Turn(text="finally"))
+    async with gemini(fake_server) as provider:
+        provider.retry_initial_delay = 30.0  # the backoff would blow the bound below
+        started = time.monotonic()
+        result = assemble(await run(provider))
+        elapsed = time.monotonic() - started
+    assert result.text == "finally"
+    assert len(fake_server.requests) == 2
+    gap = fake_server.requests[1].time - fake_server.requests[0].time
+    assert gap >= 0.25
+    assert elapsed < 5.0
+
+
+@pytest.mark.anyio
+async def test_retry_info_delay_is_capped(fake_server: Any) -> None:
+    fake_server.push(gemini_wire.rate_limit_fault("3600s"), Turn(text="ok"))
+    async with gemini(fake_server) as provider:
+        provider.max_retry_after = 0.05
+        started = time.monotonic()
+        result = assemble(await run(provider, stream=False))
+    assert result.text == "ok"
+    assert time.monotonic() - started < 5.0
+
+
+@pytest.mark.anyio
+async def test_429_exhausted_is_rate_limit_error(fake_server: Any) -> None:
+    fake_server.push(*[gemini_wire.rate_limit_fault("0.01s", "Quota exceeded")] * 2)
+    async with gemini(fake_server, max_retries=1) as provider:
+        with pytest.raises(RateLimitError) as info:
+            await run(provider)
+    assert info.value.status == 429
+    assert "Quota exceeded" in info.value.message
+    assert "RESOURCE_EXHAUSTED" in info.value.message
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_500_exhausted_is_server_error(fake_server: Any, stream: bool) -> None:
+    fake_server.push(*[Fault(status=500, message="backend on fire")] * 3)
+    async with gemini(fake_server, max_retries=2) as provider:
+        with pytest.raises(ServerError) as info:
+            await run(provider, stream=stream)
+    assert info.value.status == 500
+    assert info.value.message == "backend on fire (INTERNAL)"
+    assert len(fake_server.requests) == 3
+
+
+@pytest.mark.anyio
+async def test_non_json_error_body_is_readable(fake_server: Any) -> None:
+    fake_server.push(Fault(status=400, raw_body=b"<html><b>Bad</b> request</html>"))
+    async with gemini(fake_server) as provider:
+        with pytest.raises(BadRequestError) as info:
+            await run(provider)
+    assert info.value.status == 400
+    assert "Bad" in info.value.message
+
+
+async def run_until_error(provider: GeminiProvider) -> tuple[list[StreamEvent], ProviderError]:
+    """Consume a turn that must fail; return what arrived before the failure and the error."""
+    received: list[StreamEvent] = []
+    request = TurnRequest([Message(role="user", content="x")])
+    try:
+        async for event in provider.turn(request, stream=True):
+            received.append(event)  # noqa: PERF401 - the events before the failure matter
+    except ProviderError as exc:
+        return received, exc
+    raise AssertionError("the turn did not fail")
+
+
+@pytest.mark.anyio
+async def test_dropped_stream_is_connection_error(fake_server: Any) -> None:
+    turn = Turn(text="a fairly long answer that will not arrive in full", text_chunk_chars=5)
+    first_event = len(gemini_wire.render_sse(turn, MODEL)[0])
+    fake_server.push(Fault(drop_after_bytes=first_event + 10, turn=turn))
+    async with gemini(fake_server) as provider:
+        received, error = await run_until_error(provider)
+    assert type(error) is APIConnectionError
+    assert "after 1 event(s)" in str(error)
+    assert assemble(received).text == turn.text[:5]
+    assert len(fake_server.requests) == 1  # never retried once a chunk reached the caller
+
+
+@pytest.mark.anyio
+async def test_error_object_mid_stream(fake_server: Any) -> None:
+    turn = Turn(text="abcdefgh")
+    fake_server.push(Fault(error_event=True, message="model overloaded", turn=turn))
+    async with gemini(fake_server) as provider:
+        received, error = await run_until_error(provider)
+    assert isinstance(error, ServerError)
+    assert "model overloaded" in error.message
+    assert assemble(received).text == "abcd"
+    assert len(fake_server.requests) == 1
+
+
+# --- streaming and non-streaming agree ----------------------------------------------------
+
+
+PARITY_TURNS = {
+    "text": Turn(text="a longer answer, in pieces: ünïcødé ✓", usage=(12, 9)),
+    "calls": Turn(
+        tool_calls=[
+            ScriptedToolCall("weather", '{"city": "Oslo"}', id="g-1"),
+            ScriptedToolCall("now", "{}", id="g-2"),
+        ]
+    ),
+    "text+call+signature": Turn(
+        text="Checking.",
+        tool_calls=[ScriptedToolCall("now", "{}", id="g-3")],
+        extra={"thought_signature": "c2lnbmF0dXJl", "thought": "I should call now"},
+    ),
+    "text+signature": Turn(text="plain answer", extra={"thought_signature": "U0lH"}),
+    "length": Turn(text="cut", finish_reason="length", usage=None),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", list(PARITY_TURNS))
+async def test_stream_false_is_identical(fake_server: Any, name: str) -> None:
+    turn = PARITY_TURNS[name]
+    streamed = await turn_events(fake_server, turn, stream=True)
+    whole = await turn_events(fake_server, turn, stream=False)
+    assert streamed.comparable() == whole.comparable()
+    assert fake_server.requests[1].path == f"/v1beta/models/{MODEL}:generateContent"
+    assert fake_server.requests[1].query == {}
+
+
+# --- what goes over the wire --------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_history_replays_thought_signature_verbatim(fake_server: Any) -> None:
+    first = Turn(
+        text="Let me look.",
+        tool_calls=[ScriptedToolCall("weather", '{"city": "Oslo"}'), ScriptedToolCall("now")],
+        extra={"thought_signature": "b3BhcXVl", "thought": "two tools"},
+    )
+    fake_server.push(first, Turn(text="Sunny at noon."))
+    async with gemini(fake_server) as provider:
+        prompt = Message(role="user", content="weather?")
+        one = assemble(await run(provider, TurnRequest([prompt], system="Be kind.")))
+        assistant = one.assistant_message()
+        ids = [c.id for c in assistant.tool_calls]
+        history = [
+            prompt,
+            assistant,
+            Message(role="tool", tool_call_id=ids[0], name="weather", content="sunny"),
+            Message(role="tool", tool_call_id=ids[1], name="now", content="boom", is_error=True),
+        ]
+        two = assemble(
+            await run(provider, TurnRequest(history, system="Be kind.", tools=[WEATHER]))
+        )
+    assert two.text == "Sunny at noon."
+
+    body = fake_server.requests[1].json
+    assert body["systemInstruction"] == {"parts": [{"text": "Be kind."}]}
+    assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
+    replayed = body["contents"][1]["parts"]
+    assert replayed == gemini_wire.render_json(first, MODEL)["candidates"][0]["content"]["parts"]
+    assert replayed[2]["thoughtSignature"] == "b3BhcXVl"
+    assert body["contents"][2]["parts"] == [
+        {"functionResponse": {"name": "weather", "response": {"result": "sunny"}}},
+        {"functionResponse": {"name": "now", "response": {"error": "boom"}}},
+    ]
+    assert body["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"] == (
+        WEATHER.parameters
+    )
+
+
+@pytest.mark.anyio
+async def test_key_only_in_header(fake_server: Any) -> None:
+    fake_server.push(Turn(text="ok"), Fault(status=401, message=f"API key {KEY} not valid"))
+    async with gemini(fake_server) as provider:
+        await run(provider)
+        with pytest.raises(AuthenticationError) as info:
+            await run(provider, stream=False)
+        assert KEY not in repr(provider)
+    for request in fake_server.requests:
+        assert request.headers["x-goog-api-key"] == KEY
+        assert KEY not in str(request.path)
+        assert KEY not in json.dumps(request.query)
+        assert "key" not in request.query
+        assert "authorization" not in request.headers
+    error = info.value
+    assert error.status == 401
+    for text in (str(error), repr(error), error.message, error.body or ""):
+        assert KEY not in text
+
+
+def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    with pytest.raises(MissingAPIKeyError) as info:
+        GeminiProvider(MODEL)
+    assert "GEMINI_API_KEY" in str(info.value)
+
+
+def test_base_url_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.delenv("GOOGLE_GEMINI_BASE_URL", raising=False)
+    assert GeminiProvider(MODEL).base_url == "https://generativelanguage.googleapis.com"
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", "http://proxy.local/")
+    assert GeminiProvider(MODEL).base_url == "http://proxy.local"
