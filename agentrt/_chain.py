@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -206,7 +206,7 @@ class AsyncChain:
 
     # --- the loop --------------------------------------------------------------------
 
-    async def _run(self) -> AsyncIterator[StreamChunk]:
+    async def _run(self) -> AsyncGenerator[StreamChunk, None]:
         self.status = "running"
         started = time.perf_counter()
         self.started_at = time.time()

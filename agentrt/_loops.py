@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 __all__ = ["running_loop_library", "spawn_detached"]
@@ -35,7 +35,7 @@ def running_loop_library() -> str | None:
     return None
 
 
-def spawn_detached(fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+def spawn_detached(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
     """Start ``fn(*args)`` as a task of the running loop that nobody awaits.
 
     Used only for an async ``on_done`` callback registered after its owner ended: it must
@@ -47,7 +47,7 @@ def spawn_detached(fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
         import asyncio
 
         # The new task copies the current context, so the caller's contextvars are visible.
-        task = asyncio.get_running_loop().create_task(fn(*args))
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(fn(*args))
         _detached.add(task)
         task.add_done_callback(_detached.discard)
         return True

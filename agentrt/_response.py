@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -205,7 +205,7 @@ class AsyncResponse:
 
     # --- running ---------------------------------------------------------------------
 
-    async def _run(self) -> AsyncIterator[StreamChunk]:
+    async def _run(self) -> AsyncGenerator[StreamChunk, None]:
         self.status = "running"
         hooks = self._hooks
         started = time.perf_counter()

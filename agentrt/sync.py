@@ -71,7 +71,8 @@ def _drive(ctx: contextvars.Context, coro: Coroutine[Any, Any, T]) -> Generator[
             else:
                 step = ctx.run(coro.send, value)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            result: T = stop.value
+            return result
         try:
             value = yield step
         except BaseException as exc:
@@ -112,7 +113,8 @@ class _LoopThread:
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         check_sync_allowed()
         assert self.portal is not None
-        return self.portal.call(_in_context, contextvars.copy_context(), fn, *args)
+        result: T = self.portal.call(_in_context, contextvars.copy_context(), fn, *args)
+        return result
 
     def iterate(self, aiterable: Any) -> Iterator[Any]:
         check_sync_allowed()
@@ -145,6 +147,8 @@ class _LoopThread:
 class _Wrapper(Generic[W]):
     """Shared passthrough: attributes not defined here come from the async object."""
 
+    _inner: W
+
     def __init__(self, model: Model, inner: W) -> None:
         self._model = model
         self._inner = inner
@@ -159,15 +163,12 @@ class _Wrapper(Generic[W]):
         """Call ``cb`` with this object once it ends (at once if it already has)."""
         if is_async_callable(cb):
 
-            async def adapted(_inner: Any) -> None:
+            async def adapted_async(_inner: object) -> None:
                 await cb(self)
 
+            self._inner._done.add(adapted_async)
         else:
-
-            def adapted(_inner: Any) -> None:
-                cb(self)
-
-        self._inner._done.add(adapted)
+            self._inner._done.add(lambda _inner: cb(self))
         return cb
 
     def __repr__(self) -> str:

@@ -171,7 +171,7 @@ class Tool:
         self.parameters = _clean_schema(self.arguments_model.model_json_schema())
         self.spec = ToolSpec(self.name, self.description, self.parameters)
         self._field_names = tuple(self.arguments_model.model_fields)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the wrapped function directly, exactly as before decoration."""
@@ -189,7 +189,7 @@ class Tool:
         bound.__dict__.update(self.__dict__)
         bound.fn = self.fn.__get__(instance)
         if self.async_fn is not None:
-            bound.async_fn = self.async_fn.__get__(instance)  # type: ignore[attr-defined]
+            bound.async_fn = self.async_fn.__get__(instance)
         _, param_docs = parse_docstring(inspect.getdoc(self.fn))
         bound.arguments_model = _signature_model(bound.fn, self.name, param_docs)
         bound.parameters = _clean_schema(bound.arguments_model.model_json_schema())

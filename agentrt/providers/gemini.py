@@ -332,12 +332,13 @@ class TurnAssembler:
                 index, id=str(call_id), name=str(call.get("name") or ""), arguments=arguments
             )
             return
+        text = part.get("text")
         if _is_plain_text(part):
             self._keep_text(part)
-            if part["text"] and not part.get("thought"):
-                yield TextDelta(part["text"])
-            return
-        self.parts.append(part)
+        else:  # executableCode, inlineData, text with metadata, ...: kept as sent
+            self.parts.append(part)
+        if isinstance(text, str) and text and not part.get("thought"):
+            yield TextDelta(text)
 
     def _keep_text(self, part: dict[str, Any]) -> None:
         last = self.parts[-1] if self.parts else None
@@ -356,8 +357,12 @@ class TurnAssembler:
 
     def finish(self) -> Iterator[StreamEvent]:
         """Yield the closing events: provider data, usage, and the finish reason."""
-        if self.parts:
-            yield ProviderDataEvent({PROVIDER_DATA_KEY: self.parts})
+        # An empty unsigned text part carries nothing, and Gemini rejects empty parts.
+        parts = [
+            p for p in self.parts if not (_is_plain_text(p) and p.keys() == {"text"}) or p["text"]
+        ]
+        if parts:
+            yield ProviderDataEvent({PROVIDER_DATA_KEY: parts})
         if self.usage is not None:
             yield UsageEvent(self.usage)
         yield FinishEvent(self.raw_finish, normalise_finish(self.raw_finish, self.tool_calls > 0))

@@ -27,6 +27,7 @@ import anyio.lowlevel
 
 from ..messages import (
     FinishEvent,
+    FinishReason,
     Message,
     StreamEvent,
     TextDelta,
@@ -86,7 +87,7 @@ class OfflineProvider(Provider):
         for index, (name, args) in enumerate(calls):
             yield ToolCallDelta(index, f"call_{_turn_number(request)}_{index}", name, args)
         yield UsageEvent(usage_for(request, text, calls))
-        finish = "tool_calls" if calls else "stop"
+        finish: FinishReason = "tool_calls" if calls else "stop"
         yield FinishEvent(finish, finish)
 
 

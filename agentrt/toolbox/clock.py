@@ -32,11 +32,12 @@ def now(timezone: str = "UTC") -> dict[str, Any]:
     """
     zone = _zone(timezone)
     moment = datetime.now(zone)
+    offset = moment.strftime("%z")  # "+0530"
     return {
         "timezone": zone.key,
         "datetime": moment.isoformat(timespec="seconds"),
         "date": moment.date().isoformat(),
         "time": moment.strftime("%H:%M:%S"),
         "weekday": moment.strftime("%A"),
-        "utc_offset": moment.strftime("%z")[:3] + ":" + moment.strftime("%z")[3:],
+        "utc_offset": f"{offset[:3]}:{offset[3:5]}",
     }

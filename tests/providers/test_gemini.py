@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from anyio.lowlevel import checkpoint
 
+import agentrt
 from agentrt.errors import (
     APIConnectionError,
     AuthenticationError,
@@ -294,17 +296,20 @@ def test_assembler_coalesces_text_and_keeps_the_signature() -> None:
         {"candidates": [{"content": {"parts": [{"text": "plan", "thought": True}]}}]},
         {"candidates": [{"content": {"parts": [{"text": "Hel"}]}}]},
         {"candidates": [{"content": {"parts": [{"text": "lo", "thoughtSignature": "U0lH"}]}}]},
-        {"candidates": [{"content": {"parts": [{"text": "!"}]}, "finishReason": "STOP"}]},
+        {"candidates": [{"content": {"parts": [{"text": "!"}]}}]},
+        {"candidates": [{"content": {"parts": [{"text": "?", "partMetadata": {"k": 1}}]}}]},
+        {"candidates": [{"content": {"parts": [{"text": ""}]}, "finishReason": "STOP"}]},
     ]
     events = [e for chunk in chunks for e in assembler.feed(chunk)]
     events.extend(assembler.finish())
     result = assemble(events)
-    assert result.text == "Hello!"  # the thought summary is not answer text
+    assert result.text == "Hello!?"  # the thought summary is not answer text
     assert result.provider_data == {
         PROVIDER_DATA_KEY: [
             {"text": "plan", "thought": True},
             {"text": "Hello", "thoughtSignature": "U0lH"},
             {"text": "!"},
+            {"text": "?", "partMetadata": {"k": 1}},
         ]
     }
     assert (result.raw_reason, result.reason, result.usage) == ("STOP", "stop", None)
@@ -509,7 +514,7 @@ async def test_dropped_stream_is_connection_error(fake_server: Any) -> None:
     async with gemini(fake_server) as provider:
         received, error = await run_until_error(provider)
     assert type(error) is APIConnectionError
-    assert "after 1 event(s)" in str(error)
+    assert "1 event" in str(error)  # says what had arrived
     assert assemble(received).text == turn.text[:5]
     assert len(fake_server.requests) == 1  # never retried once a chunk reached the caller
 
@@ -633,3 +638,127 @@ def test_base_url_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert GeminiProvider(MODEL).base_url == "https://generativelanguage.googleapis.com"
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", "http://proxy.local/")
     assert GeminiProvider(MODEL).base_url == "http://proxy.local"
+
+
+# --- full chains through the public API ---------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_multi_turn_chain_with_sync_async_and_dual_tools(
+    fake_server: Any, stream: bool
+) -> None:
+    calls: list[str] = []
+
+    @agentrt.tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        calls.append("add:sync")
+        return a + b
+
+    @agentrt.tool
+    async def shout(word: str) -> str:
+        """Upper-case a word."""
+        await checkpoint()
+        calls.append("shout:async")
+        return word.upper()
+
+    async def city_async(name: str) -> str:
+        calls.append("city:async")
+        return f"{name} (async)"
+
+    @agentrt.async_tool_is(city_async)
+    def city(name: str) -> str:
+        """Describe a city."""
+        calls.append("city:sync")
+        return f"{name} (sync)"
+
+    fake_server.push(
+        Turn(
+            text="Working on it.",
+            tool_calls=[
+                ScriptedToolCall("add", '{"a": 2, "b": 3}'),
+                ScriptedToolCall("shout", '{"word": "hey"}', id="gem-shout"),
+                ScriptedToolCall("city", '{"name": "Oslo"}'),
+            ],
+            usage=(20, 10),
+            extra={"thought_signature": "Zmlyc3Q="},
+        ),
+        Turn(tool_calls=[ScriptedToolCall("add", '{"a": 5, "b": 5}')], usage=(40, 5)),
+        Turn(text="All done: 5, HEY, Oslo, 10.", usage=(60, 8)),
+    )
+    model = agentrt.get_async_model(
+        f"gemini:{MODEL}", base_url=fake_server.gemini_base_url, api_key=KEY, stream=stream
+    )
+    async with model:
+        chain = model.chain("do things", system="Use tools.", tools=[add, shout, city])
+        text = await chain.text()
+
+    assert text == "Working on it.All done: 5, HEY, Oslo, 10."
+    assert sorted(calls) == ["add:sync", "add:sync", "city:async", "shout:async"]
+    assert [r.finish_reason for r in chain.responses] == ["tool_calls", "tool_calls", "stop"]
+    assert [r.raw_finish_reason for r in chain.responses] == ["STOP", "STOP", "STOP"]
+    assert chain.usage == Usage(input_tokens=120, output_tokens=23, total_tokens=143)
+    assert len(fake_server.requests) == 3
+
+    second = fake_server.requests[1].json
+    assert second["systemInstruction"] == {"parts": [{"text": "Use tools."}]}
+    assert [c["role"] for c in second["contents"]] == ["user", "model", "user"]
+    model_parts = second["contents"][1]["parts"]
+    assert model_parts[1]["thoughtSignature"] == "Zmlyc3Q="  # replayed verbatim
+    responses = [p["functionResponse"] for p in second["contents"][2]["parts"]]
+    assert [r["name"] for r in responses] == ["add", "shout", "city"]
+    assert [r.get("id") for r in responses] == [None, "gem-shout", None]
+    assert [r["response"] for r in responses] == [
+        {"result": "5"},
+        {"result": "HEY"},
+        {"result": "Oslo (async)"},
+    ]
+    declared = second["tools"][0]["functionDeclarations"]
+    assert [d["name"] for d in declared] == ["add", "shout", "city"]
+    assert declared[0]["parametersJsonSchema"]["required"] == ["a", "b"]
+
+    third = fake_server.requests[2].json
+    assert [c["role"] for c in third["contents"]] == ["user", "model", "user", "model", "user"]
+    assert third["contents"][4]["parts"] == [
+        {"functionResponse": {"name": "add", "response": {"result": "10"}}}
+    ]
+
+
+@pytest.mark.anyio
+async def test_odd_arguments_never_crash_the_chain(fake_server: Any) -> None:
+    seen: list[int] = []
+
+    @agentrt.tool
+    def count(n: int) -> int:
+        """Count to n."""
+        seen.append(n)
+        return n
+
+    fake_server.push(
+        Turn(
+            tool_calls=[
+                ScriptedToolCall("count", "this is not json"),  # args arrives as a string
+                ScriptedToolCall("count", "[1, 2]"),  # args is not an object
+                ScriptedToolCall("count", '{"n": "many"}'),  # fails validation
+                ScriptedToolCall("missing_tool", "{}"),  # unknown tool
+                ScriptedToolCall("count", ""),  # no args field: a required one is missing
+                ScriptedToolCall("count", '{"n": 3}'),  # the one good call
+            ]
+        ),
+        Turn(text="recovered"),
+    )
+    model = agentrt.get_async_model(
+        f"gemini:{MODEL}", base_url=fake_server.gemini_base_url, api_key=KEY
+    )
+    async with model:
+        chain = model.chain("count", tools=[count])
+        assert await chain.text() == "recovered"
+
+    assert seen == [3]
+    assert chain.status == "completed"
+    parts = fake_server.requests[1].json["contents"][2]["parts"]
+    results = [p["functionResponse"]["response"] for p in parts]
+    assert [next(iter(r)) for r in results] == ["error"] * 5 + ["result"]
+    assert results[-1] == {"result": "3"}
+    assert all(isinstance(r.get("error", ""), str) for r in results)
