@@ -23,6 +23,7 @@ from .errors import (
     UnknownToolError,
     UsageError,
 )
+from .logs import SQLiteLogger
 from .messages import Message, StreamChunk, ToolCall, ToolResult, Usage
 from .sync import Chain, Conversation, Model, Response, get_model
 from .tools import Tool, Toolbox, async_tool_is, tool
@@ -50,6 +51,7 @@ __all__ = [
     "ProviderError",
     "RateLimitError",
     "Response",
+    "SQLiteLogger",
     "ServerError",
     "StreamChunk",
     "Tool",

@@ -5,8 +5,9 @@ are easy to get subtly wrong live here, once:
 
 * :func:`make_client` builds the one ``httpx.AsyncClient`` a provider instance reuses for
   every turn and chain (a later performance pass chooses the transport in this one place).
-* :class:`SSEParser` is an incremental, I/O-free Server-Sent Events parser following the
-  WHATWG specification; bytes may be split anywhere, even inside a UTF-8 character.
+* :class:`SSEParser` (from :mod:`agentrt._sse`, re-exported here) is an incremental,
+  I/O-free Server-Sent Events parser following the WHATWG specification; bytes may be
+  split anywhere, even inside a UTF-8 character.
 * :class:`HTTPProvider` sends requests with tenacity retries (retryable statuses, connect
   errors and timeouts; exponential backoff with jitter; ``Retry-After`` honoured and
   capped), and never retries once a streamed event has reached the caller.

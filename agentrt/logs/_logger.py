@@ -269,7 +269,7 @@ class SQLiteLogger(CallbackHandler):
     def _turn_rows(self, pending: _PendingTurn) -> list[Statement]:
         response = pending.response
         rows = [self._response_row(response)]
-        for position, (call, result) in enumerate(zip(pending.calls, pending.results)):
+        for position, (call, result) in enumerate(zip(pending.calls, pending.results, strict=True)):
             rows.append(self._tool_row(response, position, call, result))
         return rows
 

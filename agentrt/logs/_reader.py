@@ -87,7 +87,7 @@ def read_chains(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any
 def _usage(values: tuple[Any, ...]) -> dict[str, int] | None:
     if values[0] is None:
         return None
-    return dict(zip(("input_tokens", "output_tokens", "total_tokens"), values))
+    return dict(zip(("input_tokens", "output_tokens", "total_tokens"), values, strict=True))
 
 
 def _turns(conn: sqlite3.Connection, chain_id: str) -> list[dict[str, Any]]:

@@ -271,13 +271,9 @@ class TurnAssembler:
 
     Streaming feeds one object per SSE event; non-streaming feeds the single response. The
     events assemble into the same result either way. I/O-free, so it is tested directly.
-
-    Args:
-        model: the model name, for error messages.
     """
 
-    def __init__(self, model: str = "") -> None:
-        self.model = model
+    def __init__(self) -> None:
         self.parts: list[dict[str, Any]] = []
         self.tool_calls = 0
         self.raw_finish: str | None = None
@@ -358,9 +354,7 @@ class TurnAssembler:
     def finish(self) -> Iterator[StreamEvent]:
         """Yield the closing events: provider data, usage, and the finish reason."""
         # An empty unsigned text part carries nothing, and Gemini rejects empty parts.
-        parts = [
-            p for p in self.parts if not (_is_plain_text(p) and p.keys() == {"text"}) or p["text"]
-        ]
+        parts = [p for p in self.parts if p != {"text": ""}]
         if parts:
             yield ProviderDataEvent({PROVIDER_DATA_KEY: parts})
         if self.usage is not None:
@@ -433,7 +427,7 @@ class GeminiProvider(HTTPProvider):
                 stream, or a blocked prompt (``BadRequestError``).
         """
         body = build_request_body(request)
-        assembler = TurnAssembler(self.model_name)
+        assembler = TurnAssembler()
         if stream:
             events = self.post_sse(self._path("streamGenerateContent"), body, params={"alt": "sse"})
             # Closed deterministically when we stop early (an error object, a blocked
@@ -457,15 +451,15 @@ class GeminiProvider(HTTPProvider):
             payload = json.loads(data)
         except ValueError as exc:
             raise ServerError(
-                f"Gemini sent a stream event that is not JSON: {data[:200]!r}",
+                self._scrub(f"Gemini sent a stream event that is not JSON: {data[:200]!r}"),
                 provider=self.name,
-                body=data,
+                body=self._scrub(data),
             ) from exc
         if not isinstance(payload, dict):
             raise ServerError(
-                f"Gemini sent a stream event that is not a JSON object: {data[:200]!r}",
+                self._scrub(f"Gemini sent a stream event that is not an object: {data[:200]!r}"),
                 provider=self.name,
-                body=data,
+                body=self._scrub(data),
             )
         self._raise_for_error_object(payload)
         return payload

@@ -92,7 +92,9 @@ def _eval(node: ast.AST) -> Number:
     if isinstance(node, ast.BinOp):
         op = _BINARY.get(type(node.op))
         if op is None:
-            raise CalculatorError(f"the operator {_describe(node.op)} is not allowed; use {_ALLOWED}")
+            raise CalculatorError(
+                f"the operator {_describe(node.op)} is not allowed; use {_ALLOWED}"
+            )
         left, right = _eval(node.left), _eval(node.right)
         if isinstance(node.op, ast.Pow):
             _check_power(left, right)
@@ -100,7 +102,9 @@ def _eval(node: ast.AST) -> Number:
     if isinstance(node, ast.UnaryOp):
         unary = _UNARY.get(type(node.op))
         if unary is None:
-            raise CalculatorError(f"the operator {_describe(node.op)} is not allowed; use {_ALLOWED}")
+            raise CalculatorError(
+                f"the operator {_describe(node.op)} is not allowed; use {_ALLOWED}"
+            )
         return _checked(unary(_eval(node.operand)))
     raise CalculatorError(f"{_describe(node)} are not allowed; use only {_ALLOWED}")
 
@@ -108,7 +112,11 @@ def _eval(node: ast.AST) -> Number:
 def _check_power(base: Number, exponent: Number) -> None:
     if isinstance(exponent, int) and isinstance(base, int):
         # |base ** exponent| has about bit_length * exponent bits: refuse before computing.
-        if exponent > 0 and abs(base) > 1 and (abs(base).bit_length() - 1) * exponent > MAX_INTEGER_BITS:
+        if (
+            exponent > 0
+            and abs(base) > 1
+            and (abs(base).bit_length() - 1) * exponent > MAX_INTEGER_BITS
+        ):
             raise CalculatorError(
                 f"{base} ** {exponent} is too large: results are limited to "
                 f"{MAX_INTEGER_BITS}-bit integers"

@@ -17,6 +17,7 @@ only), ``*.example.com`` (any subdomain), ``[::1]`` for IPv6, and ``*`` for any 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable
@@ -90,8 +91,11 @@ class HTTPTools(Toolbox):
     @property
     def allowed_hosts(self) -> list[str]:
         """The allowlist, normalised."""
-        shown = [f"[{h}]" if ":" in h else h for h, _ in self._allowed]
-        return [h if p is None else f"{h}:{p}" for h, (_, p) in zip(shown, self._allowed)]
+        entries = []
+        for host, port in self._allowed:
+            shown = f"[{host}]" if ":" in host else host
+            entries.append(shown if port is None else f"{shown}:{port}")
+        return entries
 
     # --- the rules, shared by both implementations ---------------------------------------
 
@@ -115,9 +119,7 @@ class HTTPTools(Toolbox):
         for allowed, allowed_port in self._allowed:
             if allowed_port is not None and allowed_port != port:
                 continue
-            if allowed in ("*", host) or (
-                allowed.startswith("*.") and host.endswith(allowed[1:])
-            ):
+            if allowed in ("*", host) or (allowed.startswith("*.") and host.endswith(allowed[1:])):
                 return parsed
         raise HostNotAllowedError(
             f"http_get may not fetch {host!r} (port {port}): the allowed hosts are "
@@ -152,6 +154,35 @@ class HTTPTools(Toolbox):
 
     # --- the tool ------------------------------------------------------------------------
 
+    async def _read_async(self, response: httpx.Response) -> tuple[bytes, bool]:
+        body, truncated = bytearray(), False
+        chunks = response.aiter_bytes()
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > self._max_bytes:
+                truncated = True
+                break
+        if truncated:
+            # httpx reads through nested async generators; stopping early leaves the inner
+            # ones suspended (trio warns when they are collected). With the connection
+            # closed, iterating once more ends them all at once.
+            await response.aclose()
+            with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
+                async for _ in chunks:
+                    pass
+        return bytes(body[: self._max_bytes]), truncated
+
+    def _read_sync(self, response: httpx.Response, deadline: float, url: str) -> tuple[bytes, bool]:
+        body, truncated = bytearray(), False
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > self._max_bytes:
+                truncated = True
+                break
+            if time.monotonic() > deadline:
+                raise self._timed_out(url)
+        return bytes(body[: self._max_bytes]), truncated
+
     async def _http_get_async(self, url: str) -> dict[str, Any]:
         target = self._check(url)
         try:
@@ -163,13 +194,8 @@ class HTTPTools(Toolbox):
                         async with client.stream("GET", target) as response:
                             following = self._next(response)
                             if following is None:
-                                body, truncated = bytearray(), False
-                                async for chunk in response.aiter_bytes():
-                                    body += chunk
-                                    if len(body) > self._max_bytes:
-                                        truncated = True
-                                        break
-                                return self._result(response, bytes(body[: self._max_bytes]), truncated)
+                                body, truncated = await self._read_async(response)
+                                return self._result(response, body, truncated)
                         target = following
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timed_out(url) from exc
@@ -197,15 +223,8 @@ class HTTPTools(Toolbox):
                     with client.stream("GET", target, timeout=remaining) as response:
                         following = self._next(response)
                         if following is None:
-                            body, truncated = bytearray(), False
-                            for chunk in response.iter_bytes():
-                                body += chunk
-                                if len(body) > self._max_bytes:
-                                    truncated = True
-                                    break
-                                if time.monotonic() > deadline:
-                                    raise self._timed_out(url)
-                            return self._result(response, bytes(body[: self._max_bytes]), truncated)
+                            body, truncated = self._read_sync(response, deadline, url)
+                            return self._result(response, body, truncated)
                     target = following
         except httpx.TimeoutException as exc:
             raise self._timed_out(url) from exc

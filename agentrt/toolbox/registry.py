@@ -36,7 +36,7 @@ class ToolSettings:
 
 def _file_tool(name: str) -> Callable[[ToolSettings], Tool]:
     def build(settings: ToolSettings) -> Tool:
-        tool: Tool = getattr(FileTools(settings.root), name)
+        (tool,) = [t for t in FileTools(settings.root).tools() if t.name == name]
         return tool
 
     return build

@@ -1,4 +1,4 @@
-"""The Gemini provider: request translation, response assembly, and real HTTP over loopback."""
+"""The Gemini provider over real loopback HTTP, and full chains through the public API."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
+from _gemini_events import WEATHER, Assembled, assemble
 from anyio.lowlevel import checkpoint
 
 import agentrt
@@ -22,98 +23,13 @@ from agentrt.errors import (
     RateLimitError,
     ServerError,
 )
-from agentrt.messages import (
-    FinishEvent,
-    Message,
-    ProviderDataEvent,
-    StreamEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallDelta,
-    ToolSpec,
-    TurnRequest,
-    Usage,
-    UsageEvent,
-)
-from agentrt.providers.gemini import (
-    PROVIDER_DATA_KEY,
-    GeminiProvider,
-    TurnAssembler,
-    build_request_body,
-    normalise_finish,
-    retry_delay,
-)
+from agentrt.messages import Message, StreamEvent, TurnRequest, Usage
+from agentrt.providers.gemini import PROVIDER_DATA_KEY, GeminiProvider
 from tools.fakeserver import gemini_wire
 from tools.fakeserver.script import Fault, ScriptedToolCall, Turn
 
 KEY = "AIza-test-gemini-key-0123456789"
 MODEL = "gemini-x"
-
-
-# --- helpers ----------------------------------------------------------------------------
-
-
-@dataclass
-class Assembled:
-    """What the core would build from one turn's events."""
-
-    text: str = ""
-    text_pieces: int = 0
-    calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    usage: Usage | None = None
-    raw_reason: str | None = None
-    reason: str | None = None
-    provider_data: dict[str, Any] | None = None
-
-    def tool_calls(self) -> list[dict[str, Any]]:
-        return [self.calls[i] for i in sorted(self.calls)]
-
-    def comparable(self) -> tuple[Any, ...]:
-        # Synthesised ids are random per call, so compare them by shape only.
-        calls = [
-            {**c, "id": c["id"] if not c["id"].startswith("call_") else "call_*"}
-            for c in self.tool_calls()
-        ]
-        return (self.text, calls, self.usage, self.raw_reason, self.reason, self.provider_data)
-
-    def assistant_message(self) -> Message:
-        calls = [
-            ToolCall(
-                id=c["id"],
-                name=c["name"],
-                arguments=json.loads(c["arguments"] or "{}"),
-                raw_arguments=c["arguments"],
-            )
-            for c in self.tool_calls()
-        ]
-        return Message(
-            role="assistant",
-            content=self.text,
-            tool_calls=calls,
-            provider_data=self.provider_data,
-        )
-
-
-def assemble(events: list[StreamEvent]) -> Assembled:
-    out = Assembled()
-    for event in events:
-        if isinstance(event, TextDelta):
-            out.text += event.text
-            out.text_pieces += 1
-        elif isinstance(event, ToolCallDelta):
-            assert event.index not in out.calls, "Gemini calls arrive whole, once each"
-            out.calls[event.index] = {
-                "id": event.id,
-                "name": event.name,
-                "arguments": event.arguments,
-            }
-        elif isinstance(event, UsageEvent):
-            out.usage = event.usage
-        elif isinstance(event, FinishEvent):
-            out.raw_reason, out.reason = event.raw_reason, event.reason
-        elif isinstance(event, ProviderDataEvent):
-            out.provider_data = {**(out.provider_data or {}), **event.data}
-    return out
 
 
 @asynccontextmanager
@@ -139,180 +55,6 @@ async def turn_events(server: Any, item: Turn | Fault, *, stream: bool = True) -
     server.push(item)
     async with gemini(server) as provider:
         return assemble(await run(provider, stream=stream))
-
-
-WEATHER = ToolSpec(
-    name="weather",
-    description="Get the weather.",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"$ref": "#/$defs/City"}},
-        "required": ["city"],
-        "additionalProperties": False,
-        "$defs": {"City": {"type": "object", "properties": {"name": {"type": "string"}}}},
-    },
-)
-NOW = ToolSpec(name="now", description="", parameters={"type": "object", "properties": {}})
-
-
-# --- request translation (no I/O) -------------------------------------------------------
-
-
-def test_request_roles_system_and_function_responses() -> None:
-    history = [
-        Message(role="system", content="Be brief."),
-        Message(role="user", content="weather in Oslo and Rome?"),
-        Message(
-            role="assistant",
-            content="Checking.",
-            tool_calls=[
-                ToolCall(id="c1", name="weather", arguments={"city": "Oslo"}),
-                ToolCall(id="c2", name="weather", arguments=None, raw_arguments="{oops"),
-            ],
-        ),
-        Message(role="tool", tool_call_id="c1", name="weather", content="sunny"),
-        Message(role="tool", tool_call_id="c2", content="bad arguments", is_error=True),
-        Message(role="user", content="thanks"),
-    ]
-    request = TurnRequest(history, system="You are a weather bot.", tools=[WEATHER, NOW])
-    body = build_request_body(request)
-
-    assert body["systemInstruction"] == {
-        "parts": [{"text": "You are a weather bot."}, {"text": "Be brief."}]
-    }
-    assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
-    assert body["contents"][1]["parts"] == [
-        {"text": "Checking."},
-        {"functionCall": {"name": "weather", "args": {"city": "Oslo"}}},
-        {"functionCall": {"name": "weather", "args": {}}},
-    ]
-    # Consecutive tool results (and the next user text) share one "user" content.
-    assert body["contents"][2]["parts"] == [
-        {"functionResponse": {"name": "weather", "response": {"result": "sunny"}}},
-        {"functionResponse": {"name": "weather", "response": {"error": "bad arguments"}}},
-        {"text": "thanks"},
-    ]
-    # Full JSON Schema goes to parametersJsonSchema untouched; no-arg tools send none.
-    assert body["tools"] == [
-        {
-            "functionDeclarations": [
-                {
-                    "name": "weather",
-                    "description": "Get the weather.",
-                    "parametersJsonSchema": WEATHER.parameters,
-                },
-                {"name": "now"},
-            ]
-        }
-    ]
-    assert "generationConfig" not in body
-
-
-def test_request_replays_provider_parts_verbatim_with_gemini_ids() -> None:
-    parts = [
-        {"text": "thinking out loud", "thought": True},
-        {"functionCall": {"id": "g-1", "name": "now", "args": {}}, "thoughtSignature": "c2ln"},
-    ]
-    assistant = Message(
-        role="assistant",
-        tool_calls=[ToolCall(id="g-1", name="now", arguments={})],
-        provider_data={PROVIDER_DATA_KEY: parts, "other_provider": {"x": 1}},
-    )
-    snapshot = json.loads(json.dumps(parts))
-    request = TurnRequest(
-        [
-            Message(role="user", content="time?"),
-            assistant,
-            Message(role="tool", tool_call_id="g-1", name="now", content="12:00"),
-        ]
-    )
-    body = build_request_body(request)
-    assert body["contents"][1] == {"role": "model", "parts": snapshot}
-    assert body["contents"][2]["parts"] == [
-        {"functionResponse": {"id": "g-1", "name": "now", "response": {"result": "12:00"}}}
-    ]
-    build_request_body(TurnRequest([*request.messages, Message(role="user", content="more")]))
-    assert parts == snapshot, "building a request must not mutate the history"
-
-
-def test_request_generation_options() -> None:
-    options = {
-        "temperature": 0.2,
-        "max_tokens": 50,
-        "top_p": 0.9,
-        "top_k": 3,
-        "stop": "END",
-        "seed": None,
-        "thinking_config": {"thinkingBudget": 0},
-    }
-    body = build_request_body(TurnRequest([Message(role="user", content="x")], options=options))
-    assert body["generationConfig"] == {
-        "temperature": 0.2,
-        "maxOutputTokens": 50,
-        "topP": 0.9,
-        "topK": 3,
-        "stopSequences": ["END"],
-        "thinkingConfig": {"thinkingBudget": 0},
-    }
-
-
-@pytest.mark.parametrize(
-    ("raw", "has_calls", "expected"),
-    [
-        ("STOP", False, "stop"),
-        ("STOP", True, "tool_calls"),
-        ("MAX_TOKENS", False, "length"),
-        ("MAX_TOKENS", True, "length"),
-        ("SAFETY", False, "content_filter"),
-        ("RECITATION", False, "content_filter"),
-        ("BLOCKLIST", False, "content_filter"),
-        ("PROHIBITED_CONTENT", False, "content_filter"),
-        ("SPII", False, "content_filter"),
-        ("IMAGE_SAFETY", False, "content_filter"),
-        ("OTHER", False, "stop"),
-        ("MALFORMED_FUNCTION_CALL", False, "stop"),
-        (None, True, "tool_calls"),
-    ],
-)
-def test_normalise_finish(raw: str | None, has_calls: bool, expected: str) -> None:
-    assert normalise_finish(raw, has_calls) == expected
-
-
-@pytest.mark.parametrize(
-    ("delay", "expected"),
-    [("1.5s", 1.5), ("32s", 32.0), ("0.000001s", 0.000001), ("oops", None), ("5", None)],
-)
-def test_retry_delay_parsing(delay: str, expected: float | None) -> None:
-    assert retry_delay(gemini_wire.render_error(429, "slow down", {"x-retry-delay": delay})) == (
-        expected
-    )
-    assert retry_delay(gemini_wire.render_error(429, "slow down")) is None
-    assert retry_delay("not json") is None
-
-
-def test_assembler_coalesces_text_and_keeps_the_signature() -> None:
-    assembler = TurnAssembler()
-    chunks = [
-        {"candidates": [{"content": {"parts": [{"text": "plan", "thought": True}]}}]},
-        {"candidates": [{"content": {"parts": [{"text": "Hel"}]}}]},
-        {"candidates": [{"content": {"parts": [{"text": "lo", "thoughtSignature": "U0lH"}]}}]},
-        {"candidates": [{"content": {"parts": [{"text": "!"}]}}]},
-        {"candidates": [{"content": {"parts": [{"text": "?", "partMetadata": {"k": 1}}]}}]},
-        {"candidates": [{"content": {"parts": [{"text": ""}]}, "finishReason": "STOP"}]},
-    ]
-    events = [e for chunk in chunks for e in assembler.feed(chunk)]
-    events.extend(assembler.finish())
-    result = assemble(events)
-    assert result.text == "Hello!?"  # the thought summary is not answer text
-    assert result.provider_data == {
-        PROVIDER_DATA_KEY: [
-            {"text": "plan", "thought": True},
-            {"text": "Hello", "thoughtSignature": "U0lH"},
-            {"text": "!"},
-            {"text": "?", "partMetadata": {"k": 1}},
-        ]
-    }
-    assert (result.raw_reason, result.reason, result.usage) == ("STOP", "stop", None)
 
 
 # --- streaming over loopback HTTP -------------------------------------------------------
@@ -529,6 +271,22 @@ async def test_error_object_mid_stream(fake_server: Any) -> None:
     assert "model overloaded" in error.message
     assert assemble(received).text == "abcd"
     assert len(fake_server.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_stream_event_that_is_not_json(fake_server: Any) -> None:
+    # The fake server only speaks valid Gemini, so this odd body comes from a mock transport.
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = f'data: {{"candidates": []}}\n\ndata: oops {KEY}\n\n'.encode()
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        provider = GeminiProvider(MODEL, api_key=KEY, http_client=client)
+        _, error = await run_until_error(provider)
+    assert isinstance(error, ServerError)
+    assert "not JSON" in error.message
+    assert KEY not in str(error)
+    assert KEY not in (error.body or "")
 
 
 # --- streaming and non-streaming agree ----------------------------------------------------

@@ -78,11 +78,15 @@ def render_json(turn: Turn, model: str) -> dict[str, Any]:
 
 
 def _pieces(text: str, count: int) -> list[str]:
-    count = max(1, count)
-    size = -(-len(text) // count) if text else 0
-    if size == 0:
-        return [""]
-    return [text[i : i + size] for i in range(0, len(text), size)]
+    """Cut ``text`` into ``count`` pieces (fewer if it is shorter), sizes differing by one."""
+    count = max(1, min(count, len(text)))
+    size, extra = divmod(len(text), count)
+    pieces, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
 
 
 def _event(payload: dict[str, Any] | str) -> bytes:

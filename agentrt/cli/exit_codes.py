@@ -1,0 +1,80 @@
+"""The command line's exit codes, one per kind of failure a script may branch on."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from ..errors import (
+    AgentrtError,
+    ChainLimitError,
+    MissingAPIKeyError,
+    ProviderError,
+    UnknownModelError,
+    UnknownToolError,
+    UsageError,
+)
+
+__all__ = ["EPILOG", "CLIError", "ExitCode", "exit_code_for"]
+
+
+class ExitCode(IntEnum):
+    """Exit statuses of ``agentrt``."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    MISSING_KEY = 3
+    UNKNOWN_MODEL = 4
+    UNKNOWN_TOOL = 5
+    PROVIDER = 6
+    CHAIN_LIMIT = 7
+    INTERRUPTED = 130
+
+
+_MEANINGS = {
+    ExitCode.OK: "success",
+    ExitCode.ERROR: "other error (e.g. the log database cannot be opened)",
+    ExitCode.USAGE: "invalid usage: bad arguments, no prompt, a bad --functions file",
+    ExitCode.MISSING_KEY: "the provider's API key is not set",
+    ExitCode.UNKNOWN_MODEL: "unknown model id",
+    ExitCode.UNKNOWN_TOOL: "unknown tool name given to -T",
+    ExitCode.PROVIDER: "the provider failed (HTTP error, connection, timeout)",
+    ExitCode.CHAIN_LIMIT: "the chain reached --max-turns while the model still asked for tools",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); the chain is logged as cancelled",
+}
+
+EPILOG = "exit codes:\n" + "\n".join(
+    f"  {int(code):<4} {meaning}" for code, meaning in _MEANINGS.items()
+)
+
+
+class CLIError(Exception):
+    """A failure to report as ``agentrt: error: <message>`` with an exit code."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """Map an exception to the exit code documented in :data:`EPILOG`."""
+    if isinstance(error, CLIError):
+        return error.code
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    for kind, code in _BY_TYPE:
+        if isinstance(error, kind):
+            return code
+    return ExitCode.ERROR
+
+
+# Most specific first: MissingAPIKeyError and UnknownModelError are UsageErrors.
+_BY_TYPE: tuple[tuple[type[BaseException], ExitCode], ...] = (
+    (MissingAPIKeyError, ExitCode.MISSING_KEY),
+    (UnknownModelError, ExitCode.UNKNOWN_MODEL),
+    (UnknownToolError, ExitCode.UNKNOWN_TOOL),
+    (ProviderError, ExitCode.PROVIDER),
+    (ChainLimitError, ExitCode.CHAIN_LIMIT),
+    (UsageError, ExitCode.USAGE),
+    (AgentrtError, ExitCode.ERROR),
+)

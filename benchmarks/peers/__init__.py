@@ -1,0 +1,1 @@
+"""Peer libraries, each driven through its public API; skipped when not installed."""
