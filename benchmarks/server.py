@@ -50,10 +50,22 @@ class ServerProcess:
         cfg = self.config
         common = ["--port", "0", "--latency", repr(cfg.latency)]
         if cfg.text_chunks is not None:
-            return [sys.executable, "-m", "benchmarks.server", *common, "--text-chunks",
-                    str(cfg.text_chunks)]  # fmt: skip
-        return [sys.executable, "-m", "tools.fakeserver", *common, "--bench-tool-turns",
-                str(cfg.tool_turns)]  # fmt: skip
+            return [
+                sys.executable,
+                "-m",
+                "benchmarks.server",
+                *common,
+                "--text-chunks",
+                str(cfg.text_chunks),
+            ]
+        return [
+            sys.executable,
+            "-m",
+            "tools.fakeserver",
+            *common,
+            "--bench-tool-turns",
+            str(cfg.tool_turns),
+        ]
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -92,11 +104,9 @@ class ServerProcess:
         host, _, port = self.url.removeprefix("http://").partition(":")
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((host, int(port)), timeout=1.0):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            if _accepts(host, int(port)):
+                return
+            time.sleep(0.05)
         raise RuntimeError(f"the fake server at {self.url} does not accept connections")
 
     def stop(self) -> None:
@@ -124,6 +134,14 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 # --- the long-answer server ---------------------------------------------------------------

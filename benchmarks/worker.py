@@ -138,9 +138,11 @@ async def measure_limiter(spec: Spec) -> Result:
     text = await chain.text()
     result.wall = time.perf_counter() - t0
     result.cpu = cpu_seconds() - cpu0
-    ok = text == expected_answer(0) and all(
-        not r.is_error for r in chain.tool_results
-    ) and len(chain.tool_results) == calls
+    ok = (
+        text == expected_answer(0)
+        and all(not r.is_error for r in chain.tool_results)
+        and len(chain.tool_results) == calls
+    )
     result.ok, result.failed = (1, 0) if ok else (0, 1)
     result.extra.update(
         calls=calls,

@@ -212,6 +212,10 @@ def test_sync_facade_logs_the_same(tmp_path: Path) -> None:
     assert logged["turns"][0]["tool_calls"][0]["result"] == "9"
 
 
+def _all_bytes(directory: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in directory.iterdir() if p.is_file())
+
+
 @pytest.mark.anyio
 async def test_nothing_secret_is_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_key = "sk-env-secret-0123456789abcdef"
@@ -231,7 +235,7 @@ async def test_nothing_secret_is_stored(tmp_path: Path, monkeypatch: pytest.Monk
         )
         await chain.text()
         (logged,) = await logger.recent_chains()
-    data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    data = _all_bytes(tmp_path)
     assert env_key.encode() not in data
     assert option_key.encode() not in data
     assert b"my-own-password-123" not in data

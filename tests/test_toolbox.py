@@ -179,7 +179,7 @@ def test_dot_dot_escapes_are_refused(tree: Path, path: str, message: str) -> Non
 def test_absolute_paths_outside_the_root_are_refused(tree: Path) -> None:
     files = FileTools(tree)
     outside = str(tree.parent / "secret.txt")
-    with pytest.raises(PathEscapeError, match="absolute path .* is outside the allowed root"):
+    with pytest.raises(PathEscapeError, match=r"absolute path .* is outside the allowed root"):
         files.read_file(outside)
     with pytest.raises(PathEscapeError, match="outside the allowed root"):
         files.list_dir(str(tree.parent))
@@ -204,7 +204,7 @@ def test_symlinks_escaping_the_root_are_refused(tree: Path) -> None:
 
 def test_file_errors_are_clear(tree: Path) -> None:
     files = FileTools(tree)
-    with pytest.raises(ToolError, match="there is no file 'missing.txt'"):
+    with pytest.raises(ToolError, match=r"there is no file 'missing.txt'"):
         files.read_file("missing.txt")
     with pytest.raises(ToolError, match="is a directory: call list_dir"):
         files.read_file("docs")
@@ -368,11 +368,11 @@ async def test_http_get_time_limit(web: str) -> None:
     (http_get,) = HTTPTools(["127.0.0.1"], timeout=0.3).tools()
     impl, _ = http_get.implementation(prefer_sync=False)
     started = time.perf_counter()
-    with pytest.raises(ToolError, match="did not finish within 0.3 s"):
+    with pytest.raises(ToolError, match=r"did not finish within 0.3 s"):
         await impl(url=f"{web}/slow")
     assert time.perf_counter() - started < 2
     started = time.perf_counter()
-    with pytest.raises(ToolError, match="did not finish within 0.3 s"):
+    with pytest.raises(ToolError, match=r"did not finish within 0.3 s"):
         http_get.fn(url=f"{web}/slow")
     assert time.perf_counter() - started < 2
 
@@ -383,7 +383,7 @@ async def test_redirects_are_checked_against_the_allowlist(web: str) -> None:
     impl, _ = http_get.implementation(prefer_sync=False)
     followed = await impl(url=f"{web}/redirect?to=/hello")
     assert (followed["url"], followed["text"]) == (f"{web}/hello", "hello world")
-    with pytest.raises(HostNotAllowedError, match="may not fetch 'evil.example'"):
+    with pytest.raises(HostNotAllowedError, match=r"may not fetch 'evil.example'"):
         await impl(url=f"{web}/redirect?to=http://evil.example/")
     with pytest.raises(HostNotAllowedError):
         http_get.fn(url=f"{web}/redirect?to=http://evil.example/")
@@ -408,7 +408,7 @@ def test_registry_builds_every_bundled_tool(tmp_path: Path) -> None:
     assert [t.name for t in tools] == list(BUNDLED_TOOLS)
     assert [t.name for t in tools] == ["calculator", "now", "http_get", "read_file", "list_dir"]
     assert all(t.parameters["type"] == "object" for t in tools)
-    with pytest.raises(UnknownToolError, match="no bundled tool named 'nope'.*calculator"):
+    with pytest.raises(UnknownToolError, match=r"no bundled tool named 'nope'.*calculator"):
         bundled_tool("nope")
 
 

@@ -23,7 +23,7 @@ from .._model import AsyncModel, get_async_model
 from ..callbacks import CallbackHandler
 from ..errors import AgentrtError
 from ..logs import SQLiteLogger, default_logs_path
-from ..toolbox import allowed_hosts_from_env, bundled_tool
+from ..toolbox import HTTP_ALLOW_ENV, allowed_hosts_from_env, bundled_tool
 from ..toolbox.registry import ToolSettings
 from ..tools import collect_tools
 from .exit_codes import CLIError, ExitCode, exit_code_for
@@ -61,7 +61,10 @@ def gather_tools(names: list[str], functions: list[str]) -> list[Any]:
         CLIError: a ``--functions`` file cannot be used, or two tools share a name.
     """
     settings = ToolSettings(root=Path.cwd(), allowed_hosts=tuple(allowed_hosts_from_env()))
-    tools: list[Any] = [bundled_tool(name, settings) for name in dict.fromkeys(names)]
+    try:
+        tools: list[Any] = [bundled_tool(name, settings) for name in dict.fromkeys(names)]
+    except ValueError as exc:  # a malformed AGENTRT_HTTP_ALLOW entry
+        raise CLIError(f"{HTTP_ALLOW_ENV}: {exc}", ExitCode.USAGE) from exc
     for path in functions:
         tools.extend(load_functions(path))
     try:

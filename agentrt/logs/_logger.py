@@ -6,9 +6,11 @@ Guarantees:
   ``anyio.to_thread.run_sync``, on one connection owned by the logger and serialised by a
   lock, so one logger serves any number of concurrent chains (and event loops);
 - one transaction per turn: a turn's row, the rows of its tool calls and the updated chain
-  row are written together once the turn's tools have all finished (a turn without tool
-  calls, or one that failed, is written when it ends; calls cut short by cancellation are
-  written when the chain ends, with an error saying so);
+  row are written together once the turn's tools have all finished. A chain turn without
+  tool calls (an answer, a failure, a cancellation) is the chain's last: it is written
+  with the chain's final state at ``on_chain_end``, as are calls cut short by
+  cancellation, with an error saying so. A lone ``model.prompt()`` turn is written when
+  it ends;
 - nothing secret is stored: request options whose names look like credentials are
   dropped, and the values of the providers' API-key environment variables (plus any
   ``redact=`` strings) are replaced by ``[redacted]`` wherever they appear.

@@ -50,8 +50,7 @@ class LangChainClient:
             messages.append(ai)
             if not ai.tool_calls:
                 return str(ai.content)
-            for call in ai.tool_calls:
-                messages.append(await self.tool.ainvoke(call))
+            messages.extend([await self.tool.ainvoke(call) for call in ai.tool_calls])
         raise RuntimeError("too many tool turns")
 
     async def aclose(self) -> None:

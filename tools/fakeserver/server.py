@@ -200,7 +200,7 @@ class FakeServer:
             finally:
                 tasks.discard(task)
 
-        server = await asyncio.start_server(on_connect, self.host, self.port)
+        server = await asyncio.start_server(on_connect, self.host, self.port, backlog=4096)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
