@@ -33,9 +33,11 @@ class Turn:
     usage: tuple[int, int] | None = (10, 5)
     #: Streamed text is cut into pieces of this many characters.
     text_chunk_chars: int = 4
-    #: Each tool call's arguments are streamed in this many fragments (where the format streams them).
+    #: Each tool call's arguments are streamed in this many fragments (where the format
+    #: streams them).
     arg_fragments: int = 3
-    #: Optional extra provider-specific fields (e.g. Gemini thoughtSignature) the wire module may use.
+    #: Optional extra provider-specific fields (e.g. Gemini thoughtSignature) a wire module
+    #: may use.
     extra: dict[str, object] = field(default_factory=dict)
 
 
