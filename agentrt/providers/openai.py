@@ -90,8 +90,12 @@ class OpenAIProvider(HTTPProvider):
             async for sse in events:
                 data = sse.data
                 if data.startswith("[DONE]"):
+                    # Read on to the end of the body (normally nothing more) so the
+                    # connection goes back to the pool instead of being closed.
                     state.done = True
-                    break
+                    continue
+                if state.done:
+                    continue
                 for event in self._events_from_chunk(_loads(data, state.chunks), state):
                     yield event
                 state.chunks += 1
