@@ -72,17 +72,29 @@ def tool_messages(results: Iterable[ToolResult]) -> list[Message]:
     ]
 
 
-def cancelled_results(calls: Iterable[ToolCall]) -> list[ToolResult]:
-    """Synthetic results for calls that never finished, so history stays valid."""
-    return [
-        ToolResult(
-            tool_call_id=c.id,
-            name=c.name,
-            content="Error: the tool call was cancelled before it finished",
-            is_error=True,
+def cancelled_results(
+    calls: Iterable[ToolCall], finished: Sequence[ToolResult | None] = ()
+) -> list[ToolResult]:
+    """Results for a turn cut short, so history stays valid.
+
+    A call keeps its own result when ``finished`` (indexed like ``calls``) holds one; the
+    others get a synthetic "cancelled" error result.
+    """
+    results = []
+    for index, c in enumerate(calls):
+        done = finished[index] if index < len(finished) else None
+        if done is not None and done.tool_call_id == c.id:
+            results.append(done)
+            continue
+        results.append(
+            ToolResult(
+                tool_call_id=c.id,
+                name=c.name,
+                content="Error: the tool call was cancelled before it finished",
+                is_error=True,
+            )
         )
-        for c in calls
-    ]
+    return results
 
 
 def limit_message(max_turns: int) -> str:
@@ -257,7 +269,9 @@ class AsyncChain:
                 self.status = "cancelled"
                 self.error = None if isinstance(exc, GeneratorExit) else exc
             if unanswered:
-                messages.extend(tool_messages(cancelled_results(unanswered)))
+                repaired = cancelled_results(unanswered, self._runner.partial)
+                response.tool_results = repaired
+                messages.extend(tool_messages(repaired))
             if not isinstance(exc, CancelChain):
                 raise
         finally:

@@ -68,10 +68,14 @@ class ToolRunner:
     after_call: AfterCall | None = None
     max_result_chars: int | None = None
     cancelled_by: CancelChain | None = field(default=None, init=False)
+    #: The results of the turn being run (``None`` for calls not finished yet), so that a
+    #: cancelled turn keeps the results of the calls that did finish.
+    partial: list[ToolResult | None] = field(default_factory=list, init=False)
 
     async def run(self, calls: Sequence[ToolCall], hooks: Hooks, owner: Any) -> list[ToolResult]:
         """Run ``calls`` concurrently and return one result per call, in order."""
         results: list[ToolResult | None] = [None] * len(calls)
+        self.partial = results
         if len(calls) == 1:
             results[0] = await self._run_one(calls[0], hooks, owner)
         else:
@@ -200,7 +204,10 @@ def _bad_json_message(call: ToolCall) -> str:
     except json.JSONDecodeError as exc:
         problem = f"they are not valid JSON ({exc})"
     else:
-        problem = f"they are JSON {type(value).__name__}, not an object"
+        if isinstance(value, dict):  # parse_arguments refused NaN, Infinity or 1e999
+            problem = "they hold NaN, Infinity or an out-of-range number, which JSON does not allow"
+        else:
+            problem = f"they are JSON {type(value).__name__}, not an object"
     return (
         f"the arguments for tool {call.name!r} could not be parsed: {problem}. "
         f"Received: {call.raw_arguments[:500]!r}. Send a JSON object."

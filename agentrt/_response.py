@@ -44,14 +44,29 @@ C = TypeVar("C", bound=Callable[..., Any])
 
 
 def parse_arguments(raw: str) -> dict[str, Any] | None:
-    """Parse a tool call's raw arguments: ``{}`` when empty, ``None`` unless a JSON object."""
+    """Parse a tool call's raw arguments: ``{}`` when empty, ``None`` unless a JSON object.
+
+    ``NaN``, ``Infinity`` and numbers too large for a float are not JSON: Python's parser
+    accepts them, but a history holding them could not be sent to a provider again.
+    """
     if not raw or raw.isspace():
         return {}
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 class ToolCallAssembler:

@@ -13,7 +13,7 @@ import re
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, TypeVar, overload
+from typing import Annotated, Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
@@ -67,26 +67,48 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     return "\n".join(description).strip(), params
 
 
-def _signature_model(fn: Callable[..., Any], name: str, docs: dict[str, str]) -> type[BaseModel]:
-    """Build the pydantic model that validates a tool's arguments."""
+def _signature_model(
+    fn: Callable[..., Any], name: str, docs: dict[str, str]
+) -> tuple[type[BaseModel], tuple[tuple[str, str], ...]]:
+    """Build the pydantic model that validates a tool's arguments.
+
+    Returns:
+        The model, and ``(parameter name, model field name)`` pairs. A parameter whose name
+        pydantic reserves (``json``, ``schema``, ``model_config``, ``_private``, ...) gets
+        another field name, aliased to its own, so the schema still shows the parameter.
+    """
     sig = inspect.signature(fn)
     hints = _param_hints(fn, name)
     fields: dict[str, Any] = {}
+    names: list[tuple[str, str]] = []
     for param in sig.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         annotation = hints.get(param.name, Any)
+        key = param.name
+        if _reserved(key):
+            key = f"field_{len(names)}"
+            while key in sig.parameters:
+                key += "_"
+            annotation = Annotated[annotation, Field(alias=param.name)]
+        names.append((param.name, key))
         default = ... if param.default is param.empty else param.default
         description = docs.get(param.name)
         if isinstance(default, FieldInfo):
-            fields[param.name] = (annotation, default)
+            fields[key] = (annotation, default)
         elif description and not _has_description(annotation):
-            fields[param.name] = (annotation, Field(default, description=description))
+            fields[key] = (annotation, Field(default, description=description))
         else:
-            fields[param.name] = (annotation, default)
+            fields[key] = (annotation, default)
     config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
     model_name = "".join(part.capitalize() for part in re.split(r"\W+", name) if part) or "Tool"
-    return create_model(f"{model_name}Arguments", __config__=config, **fields)
+    return create_model(f"{model_name}Arguments", __config__=config, **fields), tuple(names)
+
+
+def _reserved(name: str) -> bool:
+    # Private names, pydantic's ``model_`` namespace and BaseModel's own attributes cannot
+    # be field names: pydantic would drop, misread or warn about them.
+    return name.startswith(("_", "model_")) or hasattr(BaseModel, name)
 
 
 def _param_hints(fn: Callable[..., Any], name: str) -> dict[str, Any]:
@@ -167,10 +189,9 @@ class Tool:
         doc_description, param_docs = parse_docstring(inspect.getdoc(fn))
         self.description = description if description is not None else doc_description
         self.is_async = is_async_callable(fn)
-        self.arguments_model = _signature_model(fn, self.name, param_docs)
+        self.arguments_model, self._field_names = _signature_model(fn, self.name, param_docs)
         self.parameters = _clean_schema(self.arguments_model.model_json_schema())
         self.spec = ToolSpec(self.name, self.description, self.parameters)
-        self._field_names = tuple(self.arguments_model.model_fields)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -191,10 +212,11 @@ class Tool:
         if self.async_fn is not None:
             bound.async_fn = self.async_fn.__get__(instance)
         _, param_docs = parse_docstring(inspect.getdoc(self.fn))
-        bound.arguments_model = _signature_model(bound.fn, self.name, param_docs)
+        bound.arguments_model, bound._field_names = _signature_model(
+            bound.fn, self.name, param_docs
+        )
         bound.parameters = _clean_schema(bound.arguments_model.model_json_schema())
         bound.spec = ToolSpec(self.name, self.description, bound.parameters)
-        bound._field_names = tuple(bound.arguments_model.model_fields)
         return bound
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -204,7 +226,7 @@ class Tool:
             pydantic.ValidationError: the arguments do not fit the signature.
         """
         model = self.arguments_model.model_validate(arguments)
-        return {name: getattr(model, name) for name in self._field_names}
+        return {name: getattr(model, key) for name, key in self._field_names}
 
     def implementation(self, *, prefer_sync: bool) -> tuple[Callable[..., Any], bool]:
         """Pick the function to call and whether it is async.

@@ -53,6 +53,10 @@ def http_client(variant: str) -> Any:
         except ImportError as exc:
             raise Unavailable(f"httpx-aiohttp is not installed ({exc})") from exc
         return httpx.AsyncClient(timeout=TIMEOUT, transport=AiohttpTransport(limits=big))
+    if variant in ("lean", "lean-trio"):
+        from .transports.lean import LeanTransport
+
+        return httpx.AsyncClient(timeout=TIMEOUT, transport=LeanTransport())
     raise ValueError(f"unknown agentrt variant {variant!r}")
 
 

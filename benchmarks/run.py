@@ -33,6 +33,9 @@ from .server import ROOT, ServerProcess
 from .worker import RESULT_MARK
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
+#: How repeats are summarised: "median" (default) or "min" (``--stat min``: the least
+#: disturbed run, useful on a shared machine when comparing small code changes).
+STAT = "median"
 GROUPS = ("core", "callbacks", "limiter", "stream", "transport")
 VERSIONED = (
     "agentrt",
@@ -71,8 +74,11 @@ class Row:
         return reasons[0] if reasons and not self.measured else None
 
     def median(self, get: Callable[[Result], float | None]) -> float | None:
+        """The median over repeats (the minimum when ``STAT`` says so)."""
         values = [v for v in (get(r) for r in self.measured) if v is not None]
-        return statistics.median(values) if values else None
+        if not values:
+            return None
+        return min(values) if STAT == "min" else statistics.median(values)
 
     @property
     def wall(self) -> float | None:
@@ -104,6 +110,7 @@ class Row:
     def to_json(self) -> dict[str, Any]:
         return {
             "spec": dataclasses.asdict(self.spec) | {"turns": self.spec.turns},
+            "summary": STAT,
             "median": {
                 "wall_s": self.wall,
                 "wall_over_ideal": _ratio(self.wall, self.spec.ideal),
@@ -357,22 +364,25 @@ def transport_table(rows: list[Row]) -> str:
         spec = row.spec
         if row.skipped:
             lines.append(
-                [spec.variant, spec.backend, spec.mode, f"skipped: {row.skipped}"] + [""] * 4
+                [spec.scenario, spec.variant, spec.backend, spec.mode, f"skipped: {row.skipped}"]
+                + [""] * 4
             )
             continue
         lines.append(
             [
+                spec.scenario.removeprefix("g: transports "),
                 spec.variant,
                 spec.backend,
                 spec.mode,
                 _f(row.wall, 3),
-                _f(_ratio(row.wall, spec.ideal), 1),
+                _f(_ratio(row.wall, spec.ideal), 1) if spec.ideal else "—",
                 _f(row.cpu_ms_per_turn, 3),
                 _f(row.rss, 0),
                 f"{row.ok}/{spec.n * spec.seq}",
             ]
         )
     header = [
+        "scenario",
         "transport",
         "backend",
         "mode",
@@ -397,7 +407,7 @@ def report(rows: list[Row]) -> str:
         ("e: sync tools through one limiter", lambda r: r.spec.kind == "limiter", limiter_table),
         ("f: a 500-chunk streamed answer", lambda r: r.spec.kind == "stream", stream_table),
         (
-            "g: agentrt transports, N=1000 K=2 L=100ms",
+            "g: agentrt transports",
             lambda r: r.spec.scenario.startswith("g:"),
             transport_table,
         ),
@@ -440,15 +450,28 @@ def main(argv: list[str] | None = None) -> int:
         "--groups", default=",".join(GROUPS), help=f"comma-separated, of {','.join(GROUPS)}"
     )
     parser.add_argument("--match", default="", help="only scenarios containing this text")
+    parser.add_argument(
+        "--variants", default="", help="comma-separated agentrt variants (transports, handlers)"
+    )
+    parser.add_argument(
+        "--stat", choices=["median", "min"], default="median", help="summary over repeats"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per worker")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     args = parser.parse_args(argv)
+    global STAT
+    STAT = args.stat
     only = {lib.strip() for lib in args.only.split(",") if lib.strip()} or None
     groups = {g.strip() for g in args.groups.split(",") if g.strip()}
     if unknown := groups - set(GROUPS):
         parser.error(f"unknown group(s): {', '.join(sorted(unknown))}")
     plan = build_plan(quick=args.quick, repeat=max(1, args.repeat), only=only, groups=groups)
-    specs = [s for s in plan.specs if args.match in s.scenario]
+    variants = {v.strip() for v in args.variants.split(",") if v.strip()}
+    specs = [
+        s
+        for s in plan.specs
+        if args.match in s.scenario and (not variants or not s.variant or s.variant in variants)
+    ]
     if not specs:
         parser.error("nothing to run")
     started = time.perf_counter()

@@ -110,7 +110,9 @@ AGENTRT_TRANSPORTS = (
     "httpx2",
     "aiohttp",
     "httpx2-aiohttp",
+    "lean",
     "trio",
+    "lean-trio",
 )
 
 
@@ -184,18 +186,23 @@ def build_plan(*, quick: bool, repeat: int, only: set[str] | None, groups: set[s
                 for lib in ("agentrt", "raw")
             ]
         if "transport" in groups and not quick:
-            specs += [
-                Spec(
-                    "g: transports N=1000 K=2 L=100ms",
-                    "agentrt",
-                    n=1000,
-                    k=2,
-                    latency=0.1,
-                    stream=stream,
-                    variant=variant,
-                    backend="trio" if variant == "trio" else "asyncio",
-                )
-                for variant in AGENTRT_TRANSPORTS
-                for stream in (True, False)
-            ]
+            for name, n, k, latency, seq in (
+                ("g: transports N=1 K=3 L=0", 1, 3, 0.0, 200),
+                ("g: transports N=1000 K=2 L=100ms", 1000, 2, 0.1, 1),
+            ):
+                specs += [
+                    Spec(
+                        name,
+                        "agentrt",
+                        n=n,
+                        k=k,
+                        latency=latency,
+                        seq=seq,
+                        stream=stream,
+                        variant=variant,
+                        backend="trio" if variant.endswith("trio") else "asyncio",
+                    )
+                    for variant in AGENTRT_TRANSPORTS
+                    for stream in (True, False)
+                ]
     return Plan(specs, 1 if quick else repeat)

@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import anyio
@@ -61,7 +62,11 @@ def _opener(lib: str) -> Callable[[Spec], Awaitable[ChainClient]]:
 # --- chains --------------------------------------------------------------------------------
 
 
-async def measure_chains(spec: Spec) -> Result:
+async def measure_chains(
+    spec: Spec, around: Callable[[], AbstractContextManager[object]] = nullcontext
+) -> Result:
+    """Run ``spec.n`` concurrent slots of ``spec.seq`` chains each; ``around`` wraps the
+    measured part (the profiler uses it to skip imports and the warm-up)."""
     client = await _opener(spec.lib)(spec)
     result = Result()
     expected = expected_answer(spec.k)
@@ -87,12 +92,13 @@ async def measure_chains(spec: Spec) -> Result:
                     if result.error is None:
                         result.error = f"unexpected answer {text[:100]!r}"
 
-        cpu0, t0 = cpu_seconds(), time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for _ in range(spec.n):
-                tg.start_soon(slot)
-        result.wall = time.perf_counter() - t0
-        result.cpu = cpu_seconds() - cpu0
+        with around():
+            cpu0, t0 = cpu_seconds(), time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for _ in range(spec.n):
+                    tg.start_soon(slot)
+            result.wall = time.perf_counter() - t0
+            result.cpu = cpu_seconds() - cpu0
     finally:
         await client.aclose()
     return result

@@ -548,7 +548,9 @@ class AnthropicProvider(HTTPProvider):
                     data = json.loads(sse.data)
                 except ValueError as exc:
                     raise APIConnectionError(
-                        f"the stream sent an event that is not JSON: {sse.data[:200]!r}",
+                        self._scrub(
+                            f"the stream sent an event that is not JSON: {sse.data[:200]!r}"
+                        ),
                         provider=PROVIDER,
                     ) from exc
                 if not isinstance(data, dict):

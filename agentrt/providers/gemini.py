@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 import httpx
 
 from .._http import HTTPProvider
-from ..errors import BadRequestError, ServerError
+from ..errors import APIConnectionError, BadRequestError, ServerError
 from ..messages import (
     FinishEvent,
     FinishReason,
@@ -432,12 +432,22 @@ class GeminiProvider(HTTPProvider):
             events = self.post_sse(self._path("streamGenerateContent"), body, params={"alt": "sse"})
             # Closed deterministically when we stop early (an error object, a blocked
             # prompt), so the response is released at once on every backend.
+            received = 0
             async with aclosing(events):
                 async for event in events:
                     if not event.data.strip():
                         continue
+                    received += 1
                     for item in assembler.feed(self._decode(event.data)):
                         yield item
+            if assembler.raw_finish is None:
+                # Gemini's last chunk always carries finishReason: without it the stream
+                # was cut (e.g. a connection closed early) and the answer is incomplete.
+                raise APIConnectionError(
+                    f"the stream ended after {received} chunk(s) without a finishReason; "
+                    "the answer is incomplete",
+                    provider=self.name,
+                )
         else:
             payload = await self.post_json(self._path("generateContent"), body)
             self._raise_for_error_object(payload)

@@ -15,7 +15,7 @@ Wire notes that shape this module:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any, ClassVar
 
@@ -96,7 +96,8 @@ class OpenAIProvider(HTTPProvider):
                     continue
                 if state.done:
                     continue
-                for event in self._events_from_chunk(_loads(data, state.chunks), state):
+                chunk = _loads(data, state.chunks, self._scrub)
+                for event in self._events_from_chunk(chunk, state):
                     yield event
                 state.chunks += 1
         if not (state.done or state.finished):
@@ -288,12 +289,13 @@ def _usage(usage: Any) -> Usage | None:
     return Usage.of(prompt, completion, total if isinstance(total, int) else None)
 
 
-def _loads(data: str, index: int) -> dict[str, Any]:
+def _loads(data: str, index: int, scrub: Callable[[str], str]) -> dict[str, Any]:
     try:
         value = json.loads(data)
     except ValueError as exc:
+        # The bad chunk is quoted, with the key scrubbed in case the server echoed it.
         raise ServerError(
-            f"stream chunk {index} is not valid JSON: {data[:200]!r}", provider="openai"
+            scrub(f"stream chunk {index} is not valid JSON: {data[:200]!r}"), provider="openai"
         ) from exc
     if not isinstance(value, dict):
         raise ServerError(f"stream chunk {index} is not a JSON object", provider="openai")

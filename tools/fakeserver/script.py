@@ -61,3 +61,7 @@ class Fault:
     split_bytes: int | None = None
     #: Seconds to wait before answering (read-timeout tests).
     delay: float = 0.0
+    #: For a streamed request: send these bytes as the whole SSE body (HTTP 200,
+    #: ``text/event-stream``) instead of the rendered turn, e.g. malformed events.
+    #: ``split_bytes`` and ``drop_after_bytes`` still apply.
+    raw_sse: bytes | None = None

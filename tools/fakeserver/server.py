@@ -32,7 +32,7 @@ from .script import Fault, Turn
 
 __all__ = ["FakeServer", "RecordedRequest", "bench_responder"]
 
-Responder = Callable[[str, dict[str, Any]], Turn]
+Responder = Callable[[str, dict[str, Any]], Turn | Fault]
 
 _GEMINI_ROUTE = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<method>\w+)$")
 
@@ -65,10 +65,13 @@ class FakeServer:
     Attributes:
         latency: seconds to wait before answering every request (benchmarks).
         responder: when set and the queue is empty, ``responder(format_name, body)``
-            gives the turn; otherwise an empty queue answers ``Turn(text="ok")``.
+            gives the turn or the fault; otherwise an empty queue answers
+            ``Turn(text="ok")``. It runs on the server thread, one request at a time.
         chunked: frame SSE bodies with ``Transfer-Encoding: chunked`` (the default); when
             ``False`` the body is delimited by closing the connection.
         requests: every request received, in order.
+        record_requests: keep ``requests`` (the default); soak runs turn it off so the
+            server's memory stays flat.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0) -> None:
@@ -78,6 +81,7 @@ class FakeServer:
         self.responder: Responder | None = None
         self.chunked = True
         self.requests: list[RecordedRequest] = []
+        self.record_requests = True
         self._queue: deque[Turn | Fault] = deque()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -131,6 +135,7 @@ class FakeServer:
         self.responder = None
         self.latency = 0.0
         self.chunked = True
+        self.record_requests = True
 
     def start(self) -> None:
         """Start serving in a background thread; returns once the port is bound."""
@@ -252,9 +257,10 @@ class FakeServer:
             parsed: Any = json.loads(body) if body else None
         except ValueError:
             parsed = None
-        self.requests.append(
-            RecordedRequest(method, split.path, query, headers, body, parsed, time.monotonic())
-        )
+        if self.record_requests:
+            self.requests.append(
+                RecordedRequest(method, split.path, query, headers, body, parsed, time.monotonic())
+            )
         keep_alive = headers.get("connection", "").lower() != "close"
         return await self._answer(writer, method, split.path, query, parsed) and keep_alive
 
@@ -304,6 +310,9 @@ class FakeServer:
             payload = json.dumps(wire.render_json(turn, model), ensure_ascii=False).encode()
             await self._write_json(writer, 200, payload, headers, fault)
             return True
+        if fault and fault.raw_sse is not None:
+            pieces = [fault.raw_sse] if fault.raw_sse else []  # an empty chunk would end the body
+            return await self._write_sse(writer, pieces, headers, fault)
         events = list(wire.render_sse(turn, model))
         if fault and fault.error_event:
             events = [*events[:1], wire.render_error_event(fault.message)]

@@ -1,0 +1,453 @@
+"""In-process micro benchmarks of agentrt's per-turn path, without sockets or a server.
+
+``python -m benchmarks.micro`` measures, in this one process:
+
+1. whole chains against an in-memory httpx transport that answers with pre-rendered fake
+   server bytes (so only agentrt + the httpx client layers run), streaming and not;
+2. whole chains on ``FunctionModel`` (the core loop and tool execution, no HTTP at all);
+3. the pieces of one turn, each timed alone (µs per call), with how often a turn calls them.
+
+On a shared machine these CPU figures are far steadier than the end-to-end ones, so they
+are the ones to compare when changing agentrt's hot path. They read a few private agentrt
+names; a piece whose name moved is reported as skipped, not as an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx
+
+from .scenarios import PROMPT, expected_answer
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+# --- an in-memory OpenAI endpoint -------------------------------------------------------------
+
+
+def _render(tool_results: int, k: int, *, stream: bool) -> list[bytes]:
+    """The fake server's answer after ``tool_results`` tool results, as body pieces."""
+    from tools.fakeserver import openai_wire
+    from tools.fakeserver.server import bench_responder
+
+    messages = [{"role": "tool"}] * tool_results
+    turn = bench_responder(k)("openai", {"messages": messages})
+    if not stream:
+        return [json.dumps(openai_wire.render_json(turn, "bench")).encode()]
+    return list(openai_wire.render_sse(turn, "bench"))
+
+
+class _Pieces(httpx.AsyncByteStream):
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = pieces
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            yield piece
+
+
+class MemoryTransport(httpx.AsyncBaseTransport):
+    """Answers like the fake server's bench responder, from bytes rendered in advance.
+
+    A streamed answer arrives as one body piece per SSE event, as the fake server writes it.
+    """
+
+    def __init__(self, k: int) -> None:
+        self._answers = {
+            (n, stream): _render(n, k, stream=stream)
+            for n in range(k + 1)
+            for stream in (True, False)
+        }
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.content
+        done = body.count(b'"role":"tool"')
+        stream = b'"stream":true' in body
+        pieces = self._answers[(done, stream)]
+        if stream:
+            headers = [(b"content-type", b"text/event-stream")]
+            return httpx.Response(200, headers=headers, stream=_Pieces(pieces))
+        headers = [(b"content-type", b"application/json")]
+        return httpx.Response(200, headers=headers, content=pieces[0])
+
+
+# --- whole chains ---------------------------------------------------------------------------
+
+
+async def _chains(run: Callable[[], Awaitable[str]], chains: int, k: int) -> dict[str, float]:
+    expected = expected_answer(k)
+    text = await run()  # warm-up
+    assert expected in text, text
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(chains):
+        await run()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    turns = chains * (k + 1)
+    return {"cpu_us_per_turn": cpu / turns * 1e6, "wall_us_per_turn": wall / turns * 1e6}
+
+
+async def agentrt_in_memory(*, stream: bool, chains: int, k: int) -> dict[str, float]:
+    """agentrt chains over httpx with the in-memory transport."""
+    import agentrt
+
+    client = httpx.AsyncClient(transport=MemoryTransport(k), base_url="http://bench.invalid")
+    model = agentrt.get_async_model(
+        "openai:bench",
+        base_url="http://bench.invalid/v1",
+        api_key="sk-bench",
+        stream=stream,
+        http_client=client,
+    )
+    try:
+        return await _chains(lambda: model.chain(PROMPT, tools=[add]).text(), chains, k)
+    finally:
+        await model.aclose()
+        await client.aclose()
+
+
+async def function_model(*, chains: int, k: int) -> dict[str, float]:
+    """agentrt chains on FunctionModel: the loop and tool execution, no HTTP."""
+    from agentrt.testing import FunctionModel, ModelTurn, call
+
+    def script(messages: list[Any], _tools: list[Any]) -> Any:
+        done = sum(1 for m in messages if m.role == "tool")
+        if done < k:
+            return ModelTurn(tool_calls=[call("add", a=1, b=2, id=f"call_{done}")])
+        return expected_answer(done)
+
+    model = FunctionModel(script)
+    return await _chains(lambda: model.chain(PROMPT, tools=[add]).text(), chains, k)
+
+
+async def httpx_only(*, stream: bool, requests: int) -> dict[str, float]:
+    """httpx.AsyncClient.send + reading the body on the in-memory transport: the floor
+    agentrt pays for keeping httpx's client API."""
+    client = httpx.AsyncClient(transport=MemoryTransport(3))
+    body = json.dumps(
+        {"model": "bench", "messages": [], "stream": stream}, separators=(",", ":")
+    ).encode()
+    cpu0 = time.process_time()
+    for _ in range(requests):
+        request = client.build_request(
+            "POST", "http://bench.invalid/v1/chat/completions", content=body
+        )
+        response = await client.send(request, stream=True)
+        async for _chunk in response.aiter_bytes():
+            pass
+        await response.aclose()
+    cpu = time.process_time() - cpu0
+    await client.aclose()
+    return {"cpu_us_per_turn": cpu / requests * 1e6}
+
+
+# --- pieces of a turn -----------------------------------------------------------------------
+
+
+def _time(fn: Callable[[], Any], *, number: int) -> float:
+    """Best of 5 runs of ``number`` calls, µs per call."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, time.perf_counter() - t0)
+    return best / number * 1e6
+
+
+async def _atime(fn: Callable[[], Awaitable[Any]], *, number: int) -> float:
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            await fn()
+        best = min(best, time.perf_counter() - t0)
+    return best / number * 1e6
+
+
+Piece = tuple[str, float | None, float, str]  # name, µs per call, calls per turn, note
+
+
+async def pieces(k: int) -> list[Piece]:
+    """Time the parts of one streamed tool turn alone."""
+    import tenacity
+
+    import agentrt
+    from agentrt import messages as m
+
+    out: list[Piece] = []
+
+    def attempt(name: str, per_turn: float, fn: Callable[[], Any], number: int = 2000) -> None:
+        try:
+            out.append((name, _time(fn, number=number), per_turn, ""))
+        except Exception as exc:  # a private name moved: report, don't fail
+            out.append((name, None, per_turn, f"skipped: {type(exc).__name__}: {exc}"))
+
+    model = agentrt.get_async_model(
+        "openai:bench", base_url="http://127.0.0.1:9/v1", api_key="sk-bench"
+    )
+    provider: Any = model.provider
+    history: list[m.Message] = [m.Message(role="user", content=PROMPT)]
+    for i in range(k):
+        call = m.ToolCall(
+            id=f"call_{i}", name="add", arguments={"a": 1, "b": 2}, raw_arguments='{"a": 1, "b": 2}'
+        )
+        history.append(m.Message(role="assistant", tool_calls=[call]))
+        history.append(m.Message(role="tool", content="3", tool_call_id=call.id, name="add"))
+    chain = model.chain(PROMPT, tools=[add])
+    specs = chain._specs
+    request = m.TurnRequest(history, None, specs, {})
+    body = provider.request_body(request, stream=True)
+    attempt(
+        "chain construction (model.chain(...))",
+        1 / (k + 1),
+        lambda: model.chain(PROMPT, tools=[add]),
+    )
+    attempt(
+        "TurnRequest + request_body (K=3 history)",
+        1,
+        lambda: provider.request_body(m.TurnRequest(list(history), None, specs, {}), stream=True),
+    )
+    attempt(
+        "json.dumps(body)",
+        1,
+        lambda: json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+    )
+    attempt(
+        "HTTPProvider._build_request (dumps + client.build_request)",
+        1,
+        lambda: provider._build_request("/chat/completions", body, None, sse=True),
+    )
+    client: httpx.AsyncClient = provider.client
+    url = httpx.URL(provider.base_url + "/chat/completions")
+    headers = httpx.Headers(client.headers)
+    headers.update(
+        {
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+            "authorization": "Bearer sk-bench",
+        }
+    )
+    raw_headers = headers.raw
+    content = json.dumps(body).encode()
+    timeout = {"timeout": client.timeout.as_dict()}
+    attempt(
+        "  client.build_request alone",
+        1,
+        lambda: client.build_request(
+            "POST", provider.base_url + "/chat/completions", content=content, headers=dict(headers)
+        ),
+    )
+    attempt(
+        "  httpx.Request with cached URL + headers (alternative)",
+        1,
+        lambda: httpx.Request(
+            "POST", url, headers=raw_headers, content=content, extensions=dict(timeout)
+        ),
+    )
+
+    sse_pieces = _render(0, k, stream=True)
+
+    def parse_sse() -> None:
+        from agentrt._sse import SSEParser
+
+        parser = SSEParser()
+        for piece in sse_pieces:
+            for event in parser.feed(piece):
+                if event.data.startswith("{"):
+                    json.loads(event.data)
+
+    attempt(f"SSEParser.feed + json.loads, tool-call turn ({len(sse_pieces)} events)", 1, parse_sse)
+
+    mem_client = httpx.AsyncClient(transport=MemoryTransport(k))
+    mem_provider = type(provider)(
+        "bench", base_url="http://bench.invalid/v1", api_key="sk-bench", http_client=mem_client
+    )
+    first_turn = m.TurnRequest([m.Message(role="user", content=PROMPT)], None, specs, {})
+
+    async def provider_turn(stream: bool) -> None:
+        async for _event in mem_provider.turn(first_turn, stream=stream):
+            pass
+
+    for stream in (True, False):
+        label = "stream" if stream else "json"
+        per_call = await _atime(lambda stream=stream: provider_turn(stream), number=500)
+        out.append(
+            (
+                f"provider.turn() on the in-memory transport ({label}): body, request, "
+                "tenacity, httpx send, parse",
+                per_call,
+                1,
+                "",
+            )
+        )
+    await mem_client.aclose()
+
+    attempt(
+        "StreamChunk(...) validated",
+        1,
+        lambda: m.StreamChunk(content="", finish_reason="tool_calls", turn=0),
+    )
+    attempt(
+        "StreamChunk.model_construct(...)",
+        1,
+        lambda: m.StreamChunk.model_construct(content="", finish_reason="tool_calls", turn=0),
+    )
+    attempt(
+        "Message(role='assistant', tool_calls=[...]) validated",
+        1,
+        lambda: m.Message(role="assistant", content="", tool_calls=[call]),
+    )
+    attempt(
+        "Message.model_construct(...)",
+        1,
+        lambda: m.Message.model_construct(role="assistant", content="", tool_calls=[call]),
+    )
+    attempt(
+        "ToolResult(...) validated",
+        k / (k + 1),
+        lambda: m.ToolResult(tool_call_id="c", name="add", content="3", duration=0.1),
+    )
+    import uuid
+
+    attempt(
+        "uuid.uuid4().hex (per chain and per response)", 1 + 1 / (k + 1), lambda: uuid.uuid4().hex
+    )
+
+    async def noop() -> int:
+        return 1
+
+    async def through_tenacity() -> None:
+        await tenacity.AsyncRetrying(
+            sleep=anyio.sleep,
+            stop=tenacity.stop_after_attempt(3),
+            retry=tenacity.retry_if_exception_type(OSError)
+            | tenacity.retry_if_result(lambda r: False),
+            reraise=True,
+        )(noop)
+
+    out.append(
+        (
+            "tenacity AsyncRetrying around one successful call",
+            await _atime(through_tenacity, number=2000) - await _atime(noop, number=2000),
+            1,
+            "",
+        )
+    )
+
+    async def fail_after() -> None:
+        with anyio.fail_after(60):  # noqa: ASYNC100 - timing the scope itself
+            pass
+
+    out.append(
+        (
+            "anyio.fail_after(...) enter/exit",
+            await _atime(fail_after, number=5000),
+            0,
+            "per use; httpcore uses one per socket read/write",
+        )
+    )
+
+    async def to_thread() -> None:
+        await anyio.to_thread.run_sync(add, 1, 2)
+
+    out.append(
+        (
+            "anyio.to_thread.run_sync(add) (sync tool hop)",
+            await _atime(to_thread, number=500),
+            k / (k + 1),
+            "",
+        )
+    )
+    limiter = anyio.CapacityLimiter(100)
+
+    async def to_thread_limited() -> None:
+        await anyio.to_thread.run_sync(add, 1, 2, limiter=limiter)
+
+    out.append(
+        ("  ... with a CapacityLimiter(100)", await _atime(to_thread_limited, number=500), 0, "")
+    )
+    await model.aclose()
+    return out
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    k, chains = args.k, args.chains
+    results: dict[str, Any] = {}
+    for label, coro in (
+        (
+            "agentrt chains, in-memory httpx transport, stream",
+            lambda: agentrt_in_memory(stream=True, chains=chains, k=k),
+        ),
+        (
+            "agentrt chains, in-memory httpx transport, json",
+            lambda: agentrt_in_memory(stream=False, chains=chains, k=k),
+        ),
+        ("agentrt chains on FunctionModel (no HTTP)", lambda: function_model(chains=chains, k=k)),
+        (
+            "httpx client send + read only, in-memory, SSE body",
+            lambda: httpx_only(stream=True, requests=chains * (k + 1)),
+        ),
+    ):
+        runs = [await coro() for _ in range(args.repeat)]
+        results[label] = {
+            "cpu_us_per_turn_min": min(r["cpu_us_per_turn"] for r in runs),
+            "cpu_us_per_turn_median": statistics.median(r["cpu_us_per_turn"] for r in runs),
+        }
+    results["pieces"] = await pieces(k)
+    return results
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = ["| measurement | CPU µs per turn (min) | (median) |", "|---|---|---|"]
+    for label, value in results.items():
+        if label == "pieces":
+            continue
+        lines.append(
+            f"| {label} | {value['cpu_us_per_turn_min']:.0f} | "
+            f"{value['cpu_us_per_turn_median']:.0f} |"
+        )
+    lines += [
+        "",
+        "| piece of a turn | µs per call | calls per turn | µs per turn |",
+        "|---|---|---|---|",
+    ]
+    for name, per_call, per_turn, note in results["pieces"]:
+        if per_call is None:
+            lines.append(f"| {name} | {note} | | |")
+            continue
+        cost = f"{per_call * per_turn:.1f}" if per_turn else "—"
+        lines.append(f"| {name} | {per_call:.1f} | {per_turn:.2f} | {cost} {note} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.micro")
+    parser.add_argument("--k", type=int, default=3, help="tool turns per chain")
+    parser.add_argument("--chains", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", default="", help="write the figures here too")
+    args = parser.parse_args(argv)
+    results = anyio.run(main_async, args)
+    print(render(results))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP transports measured as candidates for agentrt's default."""
