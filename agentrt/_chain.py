@@ -269,7 +269,7 @@ class AsyncChain:
                 self.status = "cancelled"
                 self.error = None if isinstance(exc, GeneratorExit) else exc
             if unanswered:
-                repaired = cancelled_results(unanswered, self._runner.partial)
+                repaired = cancelled_results(unanswered, self._runner.results_so_far)
                 response.tool_results = repaired
                 messages.extend(tool_messages(repaired))
             if not isinstance(exc, CancelChain):

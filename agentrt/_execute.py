@@ -70,12 +70,12 @@ class ToolRunner:
     cancelled_by: CancelChain | None = field(default=None, init=False)
     #: The results of the turn being run (``None`` for calls not finished yet), so that a
     #: cancelled turn keeps the results of the calls that did finish.
-    partial: list[ToolResult | None] = field(default_factory=list, init=False)
+    results_so_far: list[ToolResult | None] = field(default_factory=list, init=False)
 
     async def run(self, calls: Sequence[ToolCall], hooks: Hooks, owner: Any) -> list[ToolResult]:
         """Run ``calls`` concurrently and return one result per call, in order."""
         results: list[ToolResult | None] = [None] * len(calls)
-        self.partial = results
+        self.results_so_far = results
         if len(calls) == 1:
             results[0] = await self._run_one(calls[0], hooks, owner)
         else:

@@ -48,6 +48,17 @@ def _render(tool_results: int, k: int, *, stream: bool) -> list[bytes]:
     return list(openai_wire.render_sse(turn, "bench"))
 
 
+def _render_long(chunks: int) -> list[bytes]:
+    """The streaming scenario's answer: a text in ``chunks`` ``delta.content`` events."""
+    from tools.fakeserver import openai_wire
+    from tools.fakeserver.script import Turn
+
+    from .server import CHUNK_CHARS, long_text
+
+    turn = Turn(text=long_text(chunks), text_chunk_chars=CHUNK_CHARS)
+    return list(openai_wire.render_sse(turn, "bench"))
+
+
 class _Pieces(httpx.AsyncByteStream):
     def __init__(self, pieces: list[bytes]) -> None:
         self._pieces = pieces
@@ -63,15 +74,19 @@ class MemoryTransport(httpx.AsyncBaseTransport):
     A streamed answer arrives as one body piece per SSE event, as the fake server writes it.
     """
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, *, text_chunks: int | None = None) -> None:
         self._answers = {
             (n, stream): _render(n, k, stream=stream)
             for n in range(k + 1)
             for stream in (True, False)
         }
+        self._long = _render_long(text_chunks) if text_chunks else None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = request.content
+        if self._long is not None:
+            headers = [(b"content-type", b"text/event-stream")]
+            return httpx.Response(200, headers=headers, stream=_Pieces(self._long))
         done = body.count(b'"role":"tool"')
         stream = b'"stream":true' in body
         pieces = self._answers[(done, stream)]
@@ -97,17 +112,22 @@ async def _chains(run: Callable[[], Awaitable[str]], chains: int, k: int) -> dic
     return {"cpu_us_per_turn": cpu / turns * 1e6, "wall_us_per_turn": wall / turns * 1e6}
 
 
-async def agentrt_in_memory(*, stream: bool, chains: int, k: int) -> dict[str, float]:
+async def agentrt_in_memory(
+    *, stream: bool, chains: int, k: int, handlers: str = "none"
+) -> dict[str, float]:
     """agentrt chains over httpx with the in-memory transport."""
     import agentrt
 
-    client = httpx.AsyncClient(transport=MemoryTransport(k), base_url="http://bench.invalid")
+    from .agentrt_client import callbacks
+
+    client = httpx.AsyncClient(transport=MemoryTransport(k))
     model = agentrt.get_async_model(
         "openai:bench",
         base_url="http://bench.invalid/v1",
         api_key="sk-bench",
         stream=stream,
         http_client=client,
+        callbacks=callbacks(handlers),
     )
     try:
         return await _chains(lambda: model.chain(PROMPT, tools=[add]).text(), chains, k)
@@ -149,6 +169,56 @@ async def httpx_only(*, stream: bool, requests: int) -> dict[str, float]:
     cpu = time.process_time() - cpu0
     await client.aclose()
     return {"cpu_us_per_turn": cpu / requests * 1e6}
+
+
+async def stream_in_memory(*, what: str, chunks: int, answers: int) -> dict[str, float]:
+    """CPU per streamed chunk of a long answer: agentrt, httpx alone, or parsing alone."""
+    import agentrt
+    from agentrt._sse import SSEParser
+
+    client = httpx.AsyncClient(transport=MemoryTransport(0, text_chunks=chunks))
+    model = agentrt.get_async_model(
+        "openai:bench", base_url="http://bench.invalid/v1", api_key="sk-bench", http_client=client
+    )
+    pieces = _render_long(chunks)
+    url = "http://bench.invalid/v1/chat/completions"
+
+    async def agentrt_once() -> int:
+        got = 0
+        async for chunk in model.prompt("Say a lot."):
+            got += bool(chunk.content)
+        return got
+
+    async def httpx_once() -> int:
+        response = await client.send(client.build_request("POST", url, content=b"{}"), stream=True)
+        got = 0
+        async for _piece in response.aiter_bytes():
+            got += 1
+        await response.aclose()
+        return got - 3  # role, finish, usage and [DONE] events carry no text
+
+    async def parse_once() -> int:
+        parser = SSEParser()
+        got = 0
+        for piece in pieces:
+            for event in parser.feed(piece):
+                if event.data.startswith("{"):
+                    choices = json.loads(event.data)["choices"]
+                    if choices and choices[0]["delta"].get("content"):
+                        got += 1
+        return got
+
+    once = {"agentrt": agentrt_once, "httpx": httpx_once, "parse": parse_once}[what]
+    try:
+        await once()
+        cpu0 = time.process_time()
+        for _ in range(answers):
+            await once()
+        cpu = time.process_time() - cpu0
+    finally:
+        await model.aclose()
+        await client.aclose()
+    return {"cpu_us_per_turn": cpu / (answers * chunks) * 1e6}
 
 
 # --- pieces of a turn -----------------------------------------------------------------------
@@ -386,39 +456,58 @@ async def pieces(k: int) -> list[Piece]:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     k, chains = args.k, args.chains
-    results: dict[str, Any] = {}
-    for label, coro in (
-        (
-            "agentrt chains, in-memory httpx transport, stream",
-            lambda: agentrt_in_memory(stream=True, chains=chains, k=k),
+    turns = chains * (k + 1)
+    measurements: dict[str, Callable[[], Awaitable[dict[str, float]]]] = {
+        "chains, in-memory httpx transport, stream": lambda: agentrt_in_memory(
+            stream=True, chains=chains, k=k
         ),
-        (
-            "agentrt chains, in-memory httpx transport, json",
-            lambda: agentrt_in_memory(stream=False, chains=chains, k=k),
+        "chains, in-memory httpx transport, json": lambda: agentrt_in_memory(
+            stream=False, chains=chains, k=k
         ),
-        ("agentrt chains on FunctionModel (no HTTP)", lambda: function_model(chains=chains, k=k)),
-        (
-            "httpx client send + read only, in-memory, SSE body",
-            lambda: httpx_only(stream=True, requests=chains * (k + 1)),
+        "  ... stream, one no-op CallbackHandler (def hooks)": lambda: agentrt_in_memory(
+            stream=True, chains=chains, k=k, handlers="noop-handler"
         ),
-    ):
-        runs = [await coro() for _ in range(args.repeat)]
-        results[label] = {
-            "cpu_us_per_turn_min": min(r["cpu_us_per_turn"] for r in runs),
-            "cpu_us_per_turn_median": statistics.median(r["cpu_us_per_turn"] for r in runs),
-        }
+        "  ... stream, one no-op CallbackHandler (async def hooks)": lambda: agentrt_in_memory(
+            stream=True, chains=chains, k=k, handlers="noop-async-handler"
+        ),
+        "chains on FunctionModel (no HTTP; loop + sync tool)": lambda: function_model(
+            chains=chains, k=k
+        ),
+        "httpx AsyncClient send + read alone (in-memory SSE body)": lambda: httpx_only(
+            stream=True, requests=turns
+        ),
+        "500-chunk answer: agentrt model.prompt(), per chunk": lambda: stream_in_memory(
+            what="agentrt", chunks=500, answers=max(4, chains // 10)
+        ),
+        "500-chunk answer: httpx aiter_bytes alone, per chunk": lambda: stream_in_memory(
+            what="httpx", chunks=500, answers=max(4, chains // 10)
+        ),
+        "500-chunk answer: SSEParser + json.loads alone, per chunk": lambda: stream_in_memory(
+            what="parse", chunks=500, answers=max(4, chains // 10)
+        ),
+    }
+    runs: dict[str, list[float]] = {label: [] for label in measurements}
+    # Interleaved rounds: drift on a shared machine hits every measurement alike.
+    for _ in range(args.repeat):
+        for label, measure in measurements.items():
+            runs[label].append((await measure())["cpu_us_per_turn"])
+    results: dict[str, Any] = {
+        label: {"cpu_us_min": min(values), "cpu_us_median": statistics.median(values)}
+        for label, values in runs.items()
+    }
     results["pieces"] = await pieces(k)
     return results
 
 
 def render(results: dict[str, Any]) -> str:
-    lines = ["| measurement | CPU µs per turn (min) | (median) |", "|---|---|---|"]
+    lines = ["| in-process measurement | CPU µs per turn or chunk (min) | (median) |"]
+    lines.append("|---|---|---|")
     for label, value in results.items():
         if label == "pieces":
             continue
+        digits = 2 if "chunk" in label else 0
         lines.append(
-            f"| {label} | {value['cpu_us_per_turn_min']:.0f} | "
-            f"{value['cpu_us_per_turn_median']:.0f} |"
+            f"| {label} | {value['cpu_us_min']:.{digits}f} | {value['cpu_us_median']:.{digits}f} |"
         )
     lines += [
         "",

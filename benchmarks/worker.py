@@ -8,6 +8,7 @@ construction and one warm-up chain come before it. Peak RSS is the process maxim
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib
 import json
 import resource
@@ -59,6 +60,32 @@ def _opener(lib: str) -> Callable[[Spec], Awaitable[ChainClient]]:
     return opener
 
 
+class GCTimer:
+    """Time spent in the cyclic garbage collector while the block runs (all generations)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> GCTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def figures(self) -> dict[str, Any]:
+        return {"gc_s": self.seconds, "gc_collections": self.collections}
+
+
 # --- chains --------------------------------------------------------------------------------
 
 
@@ -92,13 +119,14 @@ async def measure_chains(
                     if result.error is None:
                         result.error = f"unexpected answer {text[:100]!r}"
 
-        with around():
+        with around(), GCTimer() as gc_timer:
             cpu0, t0 = cpu_seconds(), time.perf_counter()
             async with anyio.create_task_group() as tg:
                 for _ in range(spec.n):
                     tg.start_soon(slot)
             result.wall = time.perf_counter() - t0
             result.cpu = cpu_seconds() - cpu0
+        result.extra.update(gc_timer.figures())
     finally:
         await client.aclose()
     return result

@@ -24,7 +24,7 @@ def fake_server(_reliability_server: FakeServer) -> Iterator[FakeServer]:
     _reliability_server.reset()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_ssl_context() -> Iterator[None]:
     """Build httpx's default SSL context once instead of once per model.
 
