@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.retry import retry_if_result
 
 from ._sse import SSEEvent, SSEParser
+from ._transport import LeanTransport
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -88,17 +90,38 @@ def make_client(
             for no timeout.
         limits: connection-pool limits; :data:`DEFAULT_LIMITS` when ``None``.
 
+    The transport is :class:`~agentrt._transport.LeanTransport` (see there for why and
+    what it leaves out); ``limits`` sets how many idle connections it keeps and for how
+    long. Pass your own client as ``http_client=`` for proxies or HTTP/2.
+
     Returns:
         A new client; the caller owns it and must ``aclose()`` it.
     """
     if not isinstance(timeout, httpx.Timeout):
         timeout = httpx.Timeout(timeout)
+    limits = limits or DEFAULT_LIMITS
+    transport = LeanTransport(
+        max_idle=limits.max_keepalive_connections or 1000,
+        keepalive_expiry=limits.keepalive_expiry or 5.0,
+        ssl_context=_ssl_context(),
+    )
     return httpx.AsyncClient(
         timeout=timeout,
-        limits=limits or DEFAULT_LIMITS,
+        transport=transport,
         headers={"user-agent": _USER_AGENT},
         follow_redirects=False,
     )
+
+
+_SSL_CONTEXT: ssl.SSLContext | None = None
+
+
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~30 ms of CPU: do it once per process, not per model.
+    global _SSL_CONTEXT
+    if _SSL_CONTEXT is None:
+        _SSL_CONTEXT = httpx.create_ssl_context()
+    return _SSL_CONTEXT
 
 
 # --- the provider base -------------------------------------------------------------------
@@ -187,6 +210,10 @@ class HTTPProvider(Provider):
         self._client = http_client
         self._owns_client = http_client is None
         self._headers: dict[str, str] | None = None
+        # Per-request work done once: parsed URLs, encoded headers, timeout extension.
+        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
+        self._raw_headers: dict[bool, list[tuple[bytes, bytes]]] = {}
+        self._extensions: dict[str, Any] | None = None
 
     # --- hooks for subclasses ------------------------------------------------------------
 
@@ -381,26 +408,108 @@ class HTTPProvider(Provider):
         headers = self._headers
         if headers is None:
             headers = self._headers = {"content-type": "application/json", **self.auth_headers()}
-        if sse:
-            headers = {**headers, "accept": "text/event-stream"}
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        return self.client.build_request(
-            "POST", self.base_url + path, content=content, headers=headers, params=params
+        client = self.client
+        if not self._owns_client:
+            # A user's client: let it apply its own headers, cookies and settings.
+            if sse:
+                headers = {**headers, "accept": "text/event-stream"}
+            return client.build_request(
+                "POST", self.base_url + path, content=content, headers=headers, params=params
+            )
+        # Our own client has no defaults beyond what is cached here, so the request is
+        # built directly: httpx's build_request re-parses the URL and re-encodes every
+        # header on each call, a large share of a turn's CPU.
+        key = (path, tuple(sorted(params.items())) if params else ())
+        url = self._urls.get(key)
+        if url is None:
+            url = self._urls[key] = httpx.URL(self.base_url + path, params=params)
+        raw = self._raw_headers.get(sse)
+        if raw is None:
+            merged = {"user-agent": _USER_AGENT, **headers}
+            if sse:
+                merged["accept"] = "text/event-stream"
+            raw = self._raw_headers[sse] = [
+                (k.encode("ascii"), v.encode("latin-1")) for k, v in merged.items()
+            ]
+        if self._extensions is None:
+            self._extensions = {"timeout": client.timeout.as_dict()}
+        return httpx.Request(
+            "POST",
+            url,
+            content=content,
+            headers=[*raw, (b"content-length", str(len(content)).encode())],
+            extensions=self._extensions,
         )
 
     async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         """Send with retries; return a successful response or the last failed one (read)."""
         client = self.client
+        transport = client._transport if self._owns_client else None
 
         async def attempt() -> httpx.Response:
             with self._map_errors():
-                response = await client.send(request, stream=stream)
+                try:
+                    if transport is None:
+                        response = await client.send(request, stream=stream)
+                    else:
+                        # Our own client adds nothing (no auth, cookies, redirects or
+                        # hooks), so its transport is called directly.
+                        response = await transport.handle_async_request(request)
+                        response.request = request
+                        if not stream:
+                            try:
+                                await response.aread()
+                            finally:
+                                await response.aclose()
+                except httpx.HTTPError as exc:
+                    logger.debug(
+                        "%s: %s %s failed: %s",
+                        self.name,
+                        request.method,
+                        request.url,
+                        type(exc).__name__,
+                    )
+                    raise
                 if not response.is_success and stream:
                     try:
                         await response.aread()
                     finally:
                         await response.aclose()
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "%s: %s %s -> HTTP %d",
+                        self.name,
+                        request.method,
+                        request.url,
+                        response.status_code,
+                    )
                 return response
+
+        # The happy path pays nothing for retries: tenacity is entered only after a first
+        # attempt that needs one, and then replays that attempt's outcome as its first.
+        first: httpx.Response | APIConnectionError
+        try:
+            first = await attempt()
+        except APIConnectionError as exc:
+            if not self.max_retries:
+                raise
+            first = exc
+        else:
+            if not self.max_retries or first.status_code not in self.retry_statuses:
+                return first
+        replayed = False
+
+        async def attempt_after(
+            first: httpx.Response | APIConnectionError = first,
+        ) -> httpx.Response:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                if isinstance(first, APIConnectionError):
+                    raise first
+                return first
+            return await attempt()
 
         retrying = AsyncRetrying(
             sleep=anyio.sleep,
@@ -413,7 +522,7 @@ class HTTPProvider(Provider):
             retry_error_callback=_last_outcome,
             reraise=True,
         )
-        response: httpx.Response = await retrying(attempt)
+        response: httpx.Response = await retrying(attempt_after)
         return response
 
     def _should_retry(self, response: httpx.Response) -> bool:

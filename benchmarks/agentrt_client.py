@@ -100,6 +100,12 @@ class AgentrtClient:
 
     def __init__(self, spec: Spec) -> None:
         client = http_client(spec.variant)
+        if spec.params.get("memory"):
+            import httpx
+
+            from .micro import MemoryTransport
+
+            client = httpx.AsyncClient(transport=MemoryTransport(spec.k))
         import agentrt
 
         self.model = agentrt.get_async_model(

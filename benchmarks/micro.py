@@ -415,6 +415,41 @@ async def pieces(k: int) -> list[Piece]:
         )
     )
 
+    try:
+        from agentrt.callbacks import Hooks
+
+        from .agentrt_client import callbacks
+
+        chunk = m.StreamChunk(content="x", turn=0)
+        events_per_turn = (
+            21 / 4
+        )  # a K=3 chain: 2 chain, 4x(start, end, final chunk), 3x2 tool, 1 text chunk
+        for kind in ("noop-handler", "noop-async-handler"):
+            hooks = Hooks(callbacks(kind))
+
+            async def emit(hooks: Any = hooks) -> None:
+                await hooks.emit("on_chunk", None, chunk)
+
+            out.append(
+                (
+                    f"hooks.emit() of one event to a {kind}",
+                    await _atime(emit, number=5000),
+                    events_per_turn,
+                    "",
+                )
+            )
+        empty = Hooks()
+        out.append(
+            (
+                "`if hooks.on_chunk:` with no handler",
+                _time(lambda: bool(empty.on_chunk), number=20000),
+                events_per_turn,
+                "",
+            )
+        )
+    except Exception as exc:
+        out.append(("hooks.emit()", None, 0, f"skipped: {type(exc).__name__}: {exc}"))
+
     async def fail_after() -> None:
         with anyio.fail_after(60):  # noqa: ASYNC100 - timing the scope itself
             pass

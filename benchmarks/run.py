@@ -237,7 +237,9 @@ def _table(header: list[str], lines: Iterable[list[str]]) -> str:
 def _lib_label(spec: Spec, row: Row) -> str:
     label = spec.lib
     variant = row.extra("variant") or spec.variant
-    if variant and spec.lib != "agentrt":
+    if variant == "lean":
+        label += " (lean transport)"
+    elif variant and spec.lib != "agentrt":
         label += f" ({variant})"
     return label
 
@@ -283,11 +285,11 @@ def core_table(rows: list[Row]) -> str:
 
 
 def callbacks_table(rows: list[Row]) -> str:
-    base = next((r.cpu_ms_per_turn for r in rows if r.spec.variant == "none"), None)
+    base = {r.spec.stream: r.cpu_ms_per_turn for r in rows if r.spec.variant == "none"}
     lines = []
     for row in rows:
         cpu = row.cpu_ms_per_turn
-        delta = _ratio(cpu, base)
+        delta = _ratio(cpu, base.get(row.spec.stream))
         lines.append(
             [
                 row.spec.variant,
@@ -330,10 +332,10 @@ def limiter_table(rows: list[Row]) -> str:
 
 
 def stream_table(rows: list[Row]) -> str:
-    by_lib = {row.spec.lib: row for row in rows}
+    by_lib = {_lib_label(row.spec, row): row for row in rows}
     lines = [
         [
-            row.spec.lib,
+            _lib_label(row.spec, row),
             str(row.extra("chunks_per_answer")),
             _f(row.extra("cpu_us_per_chunk"), 2),
             _f(row.extra("ttfc_median_ms"), 3),
@@ -346,14 +348,16 @@ def stream_table(rows: list[Row]) -> str:
         ["library", "chunks", "CPU µs/chunk", "TTFC median ms", "TTFC min ms", "answers ok"],
         lines,
     )
-    ours, raw = by_lib.get("agentrt"), by_lib.get("raw")
-    if ours and raw:
+    raw = by_lib.get("raw")
+    for label, ours in by_lib.items():
+        if raw is None or ours is raw:
+            continue
         a, b = ours.extra("cpu_us_per_chunk"), raw.extra("cpu_us_per_chunk")
         ta, tb = ours.extra("ttfc_median_ms"), raw.extra("ttfc_median_ms")
         if None not in (a, b, ta, tb):
             text += (
-                f"\n\nagentrt beyond the raw client: {a - b:.2f} µs CPU per chunk; "
-                f"time to first chunk {ta - tb:+.3f} ms."
+                f"\n\n{label} beyond the raw client: {a - b:.2f} µs CPU per chunk; "
+                f"median time to first chunk {ta - tb:+.3f} ms."
             )
     return text
 

@@ -93,7 +93,7 @@ class ServerConfig:
 
 def server_for(spec: Spec) -> ServerConfig | None:
     """The server a spec needs, or ``None`` for in-process scenarios."""
-    if spec.kind == "limiter":
+    if spec.kind == "limiter" or spec.params.get("memory"):
         return None
     if spec.kind == "stream":
         return ServerConfig(latency=spec.latency, text_chunks=int(spec.params["chunks"]))
@@ -127,9 +127,16 @@ class Plan:
 def _core(name: str, n: int, k: int, latency: float, seq: int, libs: list[str]) -> list[Spec]:
     specs: list[Spec] = []
     for lib in libs:
-        if lib in ("agentrt", "raw"):
+        if lib == "raw":
             specs.extend(
                 Spec(name, lib, n=n, k=k, latency=latency, seq=seq, stream=stream)
+                for stream in (True, False)
+            )
+        elif lib == "agentrt":
+            # agentrt as shipped, and on the lean transport candidate (benchmarks/transports).
+            specs.extend(
+                Spec(name, lib, n=n, k=k, latency=latency, seq=seq, stream=stream, variant=variant)
+                for variant in ("", "lean")
                 for stream in (True, False)
             )
         else:
@@ -157,8 +164,20 @@ def build_plan(*, quick: bool, repeat: int, only: set[str] | None, groups: set[s
     if "agentrt" in libs:
         seq = 20 if quick else 200
         if "callbacks" in groups:
+            # On the in-memory transport (benchmarks.micro.MemoryTransport): a few percent
+            # are lost in socket and scheduling noise end to end on a shared machine.
             specs += [
-                Spec("d: callbacks N=1 K=3", "agentrt", k=3, seq=seq, variant=variant)
+                Spec(
+                    "d: callbacks N=1 K=3 (in-memory transport)",
+                    "agentrt",
+                    k=3,
+                    seq=seq * 3,
+                    variant=variant,
+                    stream=stream,
+                    base_url="http://bench.invalid/v1",
+                    params={"memory": True},
+                )
+                for stream in (True, False)
                 for variant in ("none", "noop-handler", "noop-async-handler")
             ]
         if "limiter" in groups:
@@ -181,9 +200,10 @@ def build_plan(*, quick: bool, repeat: int, only: set[str] | None, groups: set[s
                     lib,
                     kind="stream",
                     k=0,
+                    variant=variant,
                     params={"chunks": 500, "prompts": prompts},
                 )
-                for lib in ("agentrt", "raw")
+                for lib, variant in (("agentrt", ""), ("agentrt", "lean"), ("raw", ""))
             ]
         if "transport" in groups and not quick:
             for name, n, k, latency, seq in (

@@ -236,9 +236,17 @@ StreamOnce = Callable[[], Awaitable[tuple[int, float]]]
 
 
 async def _agentrt_stream_prompt(spec: Spec) -> tuple[StreamOnce, Callable[[], Awaitable[None]]]:
+    from .agentrt_client import http_client
+
+    client = http_client(spec.variant)
     import agentrt
 
-    model = agentrt.get_async_model("openai:bench", base_url=spec.base_url, api_key="sk-bench")
+    model = agentrt.get_async_model(
+        "openai:bench",
+        base_url=spec.base_url,
+        api_key="sk-bench",
+        **({"http_client": client} if client is not None else {}),
+    )
 
     async def once() -> tuple[int, float]:
         t0 = time.perf_counter()
@@ -251,7 +259,12 @@ async def _agentrt_stream_prompt(spec: Spec) -> tuple[StreamOnce, Callable[[], A
                 got += 1
         return got, first
 
-    return once, model.aclose
+    async def aclose() -> None:
+        await model.aclose()
+        if client is not None:
+            await client.aclose()
+
+    return once, aclose
 
 
 async def _raw_stream_prompt(spec: Spec) -> tuple[StreamOnce, Callable[[], Awaitable[None]]]:

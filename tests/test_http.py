@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from tenacity import RetryCallState
 
 from agentrt._http import DEFAULT_LIMITS, HTTPProvider, SSEEvent, make_client
+from agentrt._transport import LeanTransport
 from agentrt.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -129,8 +130,10 @@ def test_bad_options_rejected() -> None:
 async def test_default_client_limits_and_timeout() -> None:
     async with make_client(5.0) as client:
         assert client.timeout == httpx.Timeout(5.0)
-        pool = client._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_connections == DEFAULT_LIMITS.max_connections >= 1000
+        transport = client._transport
+        assert isinstance(transport, LeanTransport)
+        assert transport.max_idle == DEFAULT_LIMITS.max_keepalive_connections >= 1000
+        assert transport.connections_in_use == 0
 
 
 # --- requests ----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import httpx
 
 import agentrt
 from agentrt import AsyncModel
+from agentrt._transport import LeanTransport
 from tools.fakeserver import anthropic_wire, gemini_wire, openai_wire
 from tools.fakeserver.script import Turn
 from tools.fakeserver.server import FakeServer
@@ -135,6 +136,8 @@ def client_sockets(port: int) -> int | None:
 def pool_connections(client: httpx.AsyncClient) -> tuple[list[Any], list[Any]] | None:
     """``(connections, requests)`` of an httpcore pool, or ``None`` for another transport."""
     transport = getattr(client, "_transport", None)
+    if isinstance(transport, LeanTransport):
+        return [], [None] * transport.connections_in_use
     pool = getattr(transport, "_pool", None)
     if pool is None or not hasattr(pool, "connections"):
         return None

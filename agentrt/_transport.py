@@ -1,0 +1,460 @@
+"""agentrt's default HTTP/1.1 transport for httpx: an O(1) keep-alive pool on anyio streams.
+
+Why it exists: measured on a 2-core machine, httpcore's pool rescans every connection and
+waiter on each event (``AsyncConnectionPool._assign_requests_to_connections``), so at 1,000
+concurrent chains a turn costs many times what it costs alone; and at N=1 httpcore + h11 +
+per-operation cancel scopes cost more CPU than the rest of a turn. This transport keeps
+httpx's client API (``httpx.AsyncClient(transport=LeanTransport())``) and replaces the pool
+and the parser:
+
+* one LIFO list of idle keep-alive connections per origin: taking and returning one is
+  O(1) whatever the number of connections;
+* the request head and body go out in one ``send``; the response head is parsed by hand;
+  bodies are ``Content-Length``, chunked or delimited by the connection closing; every
+  complete chunk already buffered is handed over at once;
+* anyio streams, so it runs on asyncio and trio; TLS through anyio for https URLs;
+* a reused connection that the server had closed (EOF before any response byte) is
+  retried once on a fresh connection, as keep-alive clients must.
+
+Not supported, by design: HTTP/2, proxies and ``Expect: 100-continue``. Pass your own
+``httpx.AsyncClient`` (``http_client=``) when you need them. There is no connection limit:
+a connection is opened whenever no idle one is free (``max_idle`` caps what is kept).
+Failures are raised as the httpx exceptions httpx's own transport raises, so error mapping
+above is unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.abc
+import httpx
+
+__all__ = ["LeanTransport"]
+
+_MAX_HEAD = 64 * 1024
+_READ_SIZE = 65536
+
+
+class _Conn:
+    __slots__ = ("buffer", "idle_since", "stream")
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+        self.idle_since = 0.0
+
+
+class _Stale(Exception):
+    """A reused connection was closed by the server before answering."""
+
+
+class LeanTransport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncBaseTransport`` with an O(1) keep-alive pool and a hand-written parser.
+
+    Args:
+        max_idle: idle connections kept per origin.
+        keepalive_expiry: seconds an idle connection may be reused.
+        ssl_context: for https origins; httpx's default context when ``None``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_idle: int = 1000,
+        keepalive_expiry: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.max_idle = max_idle
+        self.keepalive_expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._idle: dict[tuple[bytes, bytes, int], list[_Conn]] = {}
+        self._active: set[_Conn] = set()
+        self._closed = False
+
+    @property
+    def connections_in_use(self) -> int:
+        """Connections carrying a request or an unread body right now."""
+        return len(self._active)
+
+    @property
+    def idle_connections(self) -> int:
+        """Open keep-alive connections waiting to be reused."""
+        return sum(len(conns) for conns in self._idle.values())
+
+    async def _drop(self, conn: _Conn) -> None:
+        self._active.discard(conn)
+        await _close(conn)
+
+    # --- the pool ----------------------------------------------------------------------
+
+    async def _connect(self, origin: tuple[bytes, bytes, int], seconds: float | None) -> _Conn:
+        scheme, host, port = origin
+        hostname = host.decode("ascii")
+        with anyio.fail_after(seconds):
+            if scheme == b"https":
+                context = self._ssl_context or httpx.create_ssl_context()
+                stream: anyio.abc.ByteStream = await anyio.connect_tcp(
+                    hostname, port, ssl_context=context, tls_standard_compatible=False
+                )
+            else:
+                stream = await anyio.connect_tcp(hostname, port)
+        return _Conn(stream)
+
+    async def _release(self, origin: tuple[bytes, bytes, int], conn: _Conn) -> None:
+        self._active.discard(conn)
+        idle = self._idle.setdefault(origin, [])
+        if self._closed or len(idle) >= self.max_idle:
+            await _close(conn)
+            return
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+
+    async def _take_idle(self, origin: tuple[bytes, bytes, int]) -> _Conn | None:
+        idle = self._idle.get(origin)
+        if not idle:
+            return None
+        conn = idle.pop()
+        if time.monotonic() - conn.idle_since > self.keepalive_expiry:
+            # Everything older is below it in the LIFO: drop them all.
+            stale = [conn, *idle]
+            idle.clear()
+            for old in stale:
+                await _close(old)
+            return None
+        return conn
+
+    # --- one exchange ------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.raw_scheme
+        port = url.port or (443 if scheme == b"https" else 80)
+        origin = (scheme, url.raw_host, port)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        try:
+            body = request.content
+        except httpx.RequestNotRead:
+            body = await request.aread()
+        head = _request_head(request, len(body))
+        payload = head + body if len(body) < 65536 else None
+        conn = await self._take_idle(origin)
+        if conn is not None:
+            self._active.add(conn)
+            try:
+                return await self._exchange(request, origin, conn, head, body, payload, timeouts)
+            except _Stale:
+                pass
+        conn = await self._connect_mapped(origin, timeouts.get("connect"))
+        self._active.add(conn)
+        try:
+            return await self._exchange(request, origin, conn, head, body, payload, timeouts)
+        except _Stale as exc:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            ) from exc
+
+    async def _connect_mapped(
+        self, origin: tuple[bytes, bytes, int], seconds: float | None
+    ) -> _Conn:
+        try:
+            return await self._connect(origin, seconds)
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc) or "connect timed out") from exc
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc)) from exc
+
+    async def _exchange(
+        self,
+        request: httpx.Request,
+        origin: tuple[bytes, bytes, int],
+        conn: _Conn,
+        head: bytes,
+        body: bytes,
+        payload: bytes | None,
+        timeouts: dict[str, float | None],
+    ) -> httpx.Response:
+        stream = conn.stream
+        try:
+            with anyio.fail_after(timeouts.get("write")):
+                if payload is not None:
+                    await stream.send(payload)
+                else:
+                    await stream.send(head)
+                    await stream.send(body)
+            status, reason, headers, keep_alive = await self._read_head(conn, timeouts.get("read"))
+        except _Stale:
+            await self._drop(conn)
+            raise
+        except TimeoutError as exc:
+            await self._drop(conn)
+            raise httpx.ReadTimeout("timed out reading the response", request=request) from exc
+        except (
+            OSError,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            anyio.EndOfStream,
+        ) as exc:
+            await self._drop(conn)
+            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+        except BaseException:
+            await self._drop(conn)
+            raise
+        body_stream = _Body(
+            self, origin, conn, headers, keep_alive, request, timeouts.get("read"), request.method
+        )
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=body_stream,
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
+
+    async def _read_head(
+        self, conn: _Conn, seconds: float | None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
+        buffer = conn.buffer
+        fresh = True
+        with anyio.fail_after(seconds):
+            while True:
+                end = buffer.find(b"\r\n\r\n")
+                if end >= 0:
+                    break
+                if len(buffer) > _MAX_HEAD:
+                    raise httpx.RemoteProtocolError("response head too long")
+                try:
+                    data = await conn.stream.receive(_READ_SIZE)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError) as exc:
+                    if fresh and not buffer:
+                        raise _Stale from exc
+                    raise
+                fresh = False
+                buffer += data
+        lines = bytes(buffer[:end]).split(b"\r\n")
+        del buffer[: end + 4]
+        version, _, rest = lines[0].partition(b" ")
+        code, _, reason = rest.partition(b" ")
+        try:
+            status = int(code)
+        except ValueError as exc:
+            raise httpx.RemoteProtocolError(f"bad status line {lines[0]!r}") from exc
+        headers: list[tuple[bytes, bytes]] = []
+        keep_alive = version == b"HTTP/1.1"
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip(), value.strip()
+            headers.append((name, value))
+            if name.lower() == b"connection":
+                token = value.lower()
+                if token == b"close":
+                    keep_alive = False
+                elif token == b"keep-alive":
+                    keep_alive = True
+        if 100 <= status < 200 and status != 101:
+            return await self._read_head(conn, seconds)  # an interim response: skip it
+        return status, reason, headers, keep_alive
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                await _close(conn)
+
+
+class _Body(httpx.AsyncByteStream):
+    """The body of one response; returns the connection to the pool once fully read."""
+
+    def __init__(
+        self,
+        transport: LeanTransport,
+        origin: tuple[bytes, bytes, int],
+        conn: _Conn,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        request: httpx.Request,
+        timeout: float | None,
+        method: str,
+    ) -> None:
+        self._transport = transport
+        self._origin = origin
+        self._conn: _Conn | None = conn
+        self._keep_alive = keep_alive
+        self._request = request
+        self._timeout = timeout
+        self._length: int | None = None
+        self._chunked = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                self._length = int(value)
+            elif lower == b"transfer-encoding" and b"chunked" in value.lower():
+                self._chunked = True
+        if method == "HEAD":
+            self._length = 0
+        elif self._length is None and not self._chunked:
+            self._keep_alive = False  # delimited by the connection closing
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            if self._chunked:
+                async for data in self._chunks(conn):
+                    yield data
+            elif self._length is not None:
+                async for data in self._sized(conn, self._length):
+                    yield data
+            else:
+                async for data in self._until_close(conn):
+                    yield data
+        except TimeoutError as exc:
+            await self._discard()
+            raise httpx.ReadTimeout("timed out reading the body", request=self._request) from exc
+        except httpx.HTTPError:
+            await self._discard()
+            raise
+        except (
+            OSError,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            anyio.EndOfStream,
+        ) as exc:
+            await self._discard()
+            raise httpx.RemoteProtocolError(
+                f"the connection broke while reading the body ({type(exc).__name__})",
+                request=self._request,
+            ) from exc
+        await self._finish()
+
+    async def _receive(self, conn: _Conn) -> bytes:
+        if self._timeout is None:
+            return await conn.stream.receive(_READ_SIZE)
+        with anyio.fail_after(self._timeout):
+            return await conn.stream.receive(_READ_SIZE)
+
+    async def _sized(self, conn: _Conn, length: int) -> AsyncIterator[bytes]:
+        buffer = conn.buffer
+        remaining = length
+        while remaining:
+            if not buffer:
+                buffer += await self._receive(conn)
+            take = min(remaining, len(buffer))
+            data = bytes(buffer[:take])
+            del buffer[:take]
+            remaining -= take
+            yield data
+
+    async def _until_close(self, conn: _Conn) -> AsyncIterator[bytes]:
+        buffer = conn.buffer
+        if buffer:
+            yield bytes(buffer)
+            buffer.clear()
+        while True:
+            try:
+                data = await self._receive(conn)
+            except anyio.EndOfStream:
+                return
+            yield data
+
+    async def _chunks(self, conn: _Conn) -> AsyncIterator[bytes]:
+        # Hands over whatever chunk data is buffered, partial chunks included, so a
+        # stream's bytes reach the caller as soon as they arrive.
+        buffer = conn.buffer
+        remaining = 0  # data bytes of the current chunk still to hand over
+        crlf = False  # the CRLF after the current chunk's data is still to skip
+        while True:
+            parts: list[bytes] = []
+            pos, size_end = 0, len(buffer)
+            while True:
+                if remaining:
+                    take = min(remaining, size_end - pos)
+                    if take <= 0:
+                        break
+                    parts.append(bytes(buffer[pos : pos + take]))
+                    pos += take
+                    remaining -= take
+                    if remaining:
+                        break
+                    crlf = True
+                if crlf:
+                    if size_end - pos < 2:
+                        break
+                    pos += 2
+                    crlf = False
+                eol = buffer.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                try:
+                    size = int(bytes(buffer[pos:eol]).split(b";", 1)[0], 16)
+                except ValueError as exc:
+                    raise httpx.RemoteProtocolError(
+                        "malformed chunk size in the response body", request=self._request
+                    ) from exc
+                if size == 0:
+                    end = buffer.find(b"\r\n\r\n", pos)
+                    if end < 0:
+                        break  # trailers not complete yet
+                    if parts:
+                        yield b"".join(parts)
+                    del buffer[: end + 4]
+                    return
+                pos = eol + 2
+                remaining = size
+            if pos:
+                del buffer[:pos]
+            if parts:
+                yield b"".join(parts)
+            buffer += await self._receive(conn)
+
+    async def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._keep_alive and not conn.buffer:
+            await self._transport._release(self._origin, conn)
+        else:
+            await self._transport._drop(conn)
+
+    async def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._transport._drop(conn)
+
+    async def aclose(self) -> None:
+        # Closed before the end of the body: the connection cannot be reused.
+        await self._discard()
+
+
+async def _close(conn: _Conn) -> None:
+    with anyio.CancelScope(shield=True):
+        # Closing a broken socket may fail; there is nothing more to do with it.
+        with contextlib.suppress(Exception):
+            await conn.stream.aclose()
+
+
+def _request_head(request: httpx.Request, length: int) -> bytes:
+    url = request.url
+    target = url.raw_path
+    lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1"]
+    has_host = has_length = False
+    for name, value in request.headers.raw:
+        lower = name.lower()
+        if lower == b"host":
+            has_host = True
+        elif lower == b"content-length":
+            has_length = True
+        elif lower == b"transfer-encoding":
+            continue  # the body is sent whole, with a Content-Length
+        lines.append(name + b": " + value)
+    if not has_host:
+        lines.insert(1, b"Host: " + url.netloc)
+    if not has_length and (length or request.method in ("POST", "PUT", "PATCH")):
+        lines.append(b"Content-Length: " + str(length).encode("ascii"))
+    return b"\r\n".join(lines) + b"\r\n\r\n"
