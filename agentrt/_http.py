@@ -567,14 +567,14 @@ class HTTPProvider(Provider):
         try:
             yield
         except httpx.HTTPStatusError as exc:
-            raise self._error_from_response(exc.response) from exc
+            raise self._error_from_response(exc.response) from self._detach(exc)
         except httpx.TimeoutException as exc:
             where = f" {progress.describe()}" if progress and progress.bytes else ""
             raise APITimeoutError(
                 f"the request timed out{where} ({type(exc).__name__}); raise timeout= "
                 "if the model needs longer",
                 provider=self.name,
-            ) from exc
+            ) from self._detach(exc)
         except httpx.TransportError as exc:
             if progress is not None:
                 what = f"the event stream broke {progress.describe()}"
@@ -583,7 +583,19 @@ class HTTPProvider(Provider):
             raise APIConnectionError(
                 f"{what}: {self._scrub(str(exc)) or type(exc).__name__}",
                 provider=self.name,
-            ) from exc
+            ) from self._detach(exc)
+
+    def _detach(self, exc: httpx.HTTPError) -> httpx.HTTPError:
+        """Drop the ``httpx.Request`` an httpx error holds, and return the error.
+
+        Its headers carry the API key (httpx masks only ``Authorization`` when printing
+        them), and the agentrt error is chained to this exception.
+        """
+        exc._request = None
+        response = getattr(exc, "response", None)
+        if isinstance(response, httpx.Response):
+            response._request = None
+        return exc
 
     def _error_from_response(self, response: httpx.Response) -> ProviderError:
         text = response.text

@@ -540,3 +540,30 @@ async def test_key_never_in_errors_or_logs(
         assert KEY not in text
     assert caplog.records  # httpx / httpcore / agentrt did log
     assert KEY not in caplog.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("scenario", ["status", "refused", "timeout"])
+async def test_exception_chain_holds_no_request_with_the_key(
+    fake: FakeServer, scenario: str
+) -> None:
+    options: dict[str, Any] = {"timeout": 0.2, "max_retries": 0}
+    if scenario == "refused":
+        options["base_url"] = f"http://127.0.0.1:{free_port()}/v1"
+    elif scenario == "timeout":
+        fake.push(Fault(delay=1.0))
+    else:
+        fake.push(Fault(status=401, message="bad key"))
+    async with make(fake, **options) as provider:
+        with pytest.raises(ProviderError) as info:
+            await post(provider, stream=True)
+    seen: list[BaseException] = []
+    error: BaseException | None = info.value
+    while error is not None and len(seen) < 10:
+        seen.append(error)
+        request = getattr(error, "_request", None)
+        assert request is None, f"{type(error).__name__} keeps the request and its key"
+        response = getattr(error, "response", None)
+        assert getattr(response, "_request", None) is None
+        error = error.__cause__ or error.__context__
+    assert len(seen) >= 2  # the agentrt error is chained to the httpx failure
