@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from ._execute import ToolRunner
-from ._response import AsyncResponse, Status
+from ._response import AsyncResponse, Status, run_to_end
 from .callbacks import DoneCallbacks, Hooks, as_async
 from .errors import CancelChain, ChainLimitError, UsageError
 from .messages import Message, StreamChunk, ToolCall, ToolResult, TurnRequest, Usage
@@ -186,14 +186,7 @@ class AsyncChain:
 
     async def text(self) -> str:
         """Run the chain if needed and return the text of all its turns."""
-        if self.status == "pending":
-            async with aclosing(self._run()) as run:
-                async for _ in run:
-                    pass
-        elif self.status == "running":
-            raise UsageError("this chain is already being streamed; await it afterwards")
-        elif self.status == "failed" and self.error is not None:
-            raise self.error
+        await run_to_end(self, "chain")
         return "".join(r.text_so_far for r in self.responses)
 
     @property

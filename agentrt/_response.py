@@ -37,10 +37,26 @@ from .messages import (
 if TYPE_CHECKING:
     from .providers.base import Provider
 
-__all__ = ["AsyncResponse", "Status", "ToolCallAssembler", "parse_arguments"]
+__all__ = ["AsyncResponse", "Status", "ToolCallAssembler", "parse_arguments", "run_to_end"]
 
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
 C = TypeVar("C", bound=Callable[..., Any])
+
+
+async def run_to_end(owner: Any, what: str) -> None:
+    """Run a pending response or chain to its end; re-raise the error of a failed one.
+
+    Raises:
+        UsageError: it is being streamed by another consumer right now.
+    """
+    if owner.status == "pending":
+        async with aclosing(owner._run()) as run:
+            async for _ in run:
+                pass
+    elif owner.status == "running":
+        raise UsageError(f"this {what} is already being streamed; await it afterwards")
+    elif owner.status == "failed" and owner.error is not None:
+        raise owner.error
 
 
 def parse_arguments(raw: str) -> dict[str, Any] | None:
@@ -175,14 +191,7 @@ class AsyncResponse:
                 yield StreamChunk(content=text, finish_reason=self.finish_reason, turn=self.turn)
 
     async def _consume(self) -> None:
-        if self.status == "pending":
-            async with aclosing(self._run()) as run:
-                async for _ in run:
-                    pass
-        elif self.status == "running":
-            raise UsageError("this response is already being streamed; await it afterwards")
-        elif self.status == "failed" and self.error is not None:
-            raise self.error
+        await run_to_end(self, "response")
 
     async def text(self) -> str:
         """Run the turn if needed and return its whole text."""
