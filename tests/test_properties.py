@@ -197,7 +197,7 @@ def feed_all(pieces: list[bytes]) -> tuple[list[SSEEvent], SSEParser]:
     return events, parser
 
 
-@properties(300)
+@properties(200)
 @given(st.data())
 def test_sse_any_chunking_of_a_valid_stream(data: st.DataObject) -> None:
     stream = data.draw(sse_streams())
@@ -341,7 +341,7 @@ def assert_assembled(result: list[ToolCall], calls: list[Call]) -> None:
     ]
 
 
-@properties(200)
+@properties(150)
 @given(st.data())
 def test_assembler_any_fragmentation_and_interleaving(data: st.DataObject) -> None:
     calls = data.draw(tool_calls())
@@ -755,7 +755,7 @@ async def _call_through_chain(generated: agentrt.Tool, raw_arguments: str) -> To
     return result
 
 
-@properties(150)
+@properties(100)
 @given(st.data())
 def test_schema_for_generated_signatures(data: st.DataObject) -> None:
     params = data.draw(signatures())
