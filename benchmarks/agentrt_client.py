@@ -31,32 +31,32 @@ def _alias_httpx2() -> None:
 
 
 def http_client(variant: str) -> Any:
-    """Build the ``http_client=`` for a transport variant (``None``: agentrt's default)."""
-    if variant.startswith("httpx2"):
+    """Build the ``http_client=`` for a transport variant (``None``: agentrt's default).
+
+    Variants: ``agentrt-default`` (what ``get_async_model`` builds), ``httpx-pool-1000``
+    (httpx's own httpcore pool with agentrt's former 1,000-connection limits),
+    ``httpx-default-limits`` (httpx's 100/20), ``httpx2-pool`` (the httpx2 fork's pool, with
+    ``import httpx`` aliased to httpx2), ``aiohttp`` (httpx-aiohttp's transport);
+    a ``-trio`` suffix only names the backend.
+    """
+    base = variant.removesuffix("-trio")
+    if base.startswith("httpx2"):
         _alias_httpx2()
     import httpx
 
     big = httpx.Limits(max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30)
-    if variant in ("", "agentrt-default", "trio", "httpx2", "none") or variant.startswith("noop"):
+    if base in ("", "agentrt-default", "trio", "none") or base.startswith("noop"):
         return None
-    if variant == "httpx-default-limits":
+    if base in ("httpx-pool-1000", "httpx2-pool"):
+        return httpx.AsyncClient(timeout=TIMEOUT, limits=big)
+    if base == "httpx-default-limits":
         return httpx.AsyncClient(timeout=TIMEOUT)
-    if variant == "httpx-unlimited":
-        unlimited = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        return httpx.AsyncClient(timeout=TIMEOUT, limits=unlimited)
-    if variant in ("aiohttp", "httpx2-aiohttp"):
+    if base == "aiohttp":
         try:
-            if variant == "aiohttp":
-                from httpx_aiohttp import AiohttpTransport
-            else:
-                from httpx_aiohttp.httpx2 import AiohttpTransport  # type: ignore[no-redef]
+            from httpx_aiohttp import AiohttpTransport
         except ImportError as exc:
             raise Unavailable(f"httpx-aiohttp is not installed ({exc})") from exc
         return httpx.AsyncClient(timeout=TIMEOUT, transport=AiohttpTransport(limits=big))
-    if variant in ("lean", "lean-trio"):
-        from .transports.lean import LeanTransport
-
-        return httpx.AsyncClient(timeout=TIMEOUT, transport=LeanTransport())
     raise ValueError(f"unknown agentrt variant {variant!r}")
 
 

@@ -112,28 +112,46 @@ async def _chains(run: Callable[[], Awaitable[str]], chains: int, k: int) -> dic
     return {"cpu_us_per_turn": cpu / turns * 1e6, "wall_us_per_turn": wall / turns * 1e6}
 
 
-async def agentrt_in_memory(
-    *, stream: bool, chains: int, k: int, handlers: str = "none"
-) -> dict[str, float]:
-    """agentrt chains over httpx with the in-memory transport."""
+def memory_model(transport: httpx.AsyncBaseTransport, *, own: bool, **options: Any) -> Any:
+    """An agentrt model whose HTTP client uses ``transport``.
+
+    ``own=True`` installs the client as if agentrt had built it (the default path users
+    get, which may skip httpx's client layers); ``own=False`` passes it as ``http_client=``.
+    The first touches a private attribute: it fails loudly if that moves.
+    """
     import agentrt
 
+    client = httpx.AsyncClient(transport=transport)
+    if not own:
+        options["http_client"] = client
+    model = agentrt.get_async_model(
+        "openai:bench", base_url="http://bench.invalid/v1", api_key="sk-bench", **options
+    )
+    if own:
+        provider: Any = model.provider
+        if not hasattr(provider, "_client"):
+            raise RuntimeError("HTTPProvider._client moved; update benchmarks/micro.py")
+        provider._client = client
+    model._bench_client = client
+    return model
+
+
+async def close_memory_model(model: Any) -> None:
+    await model.aclose()
+    await model._bench_client.aclose()
+
+
+async def agentrt_in_memory(
+    *, stream: bool, chains: int, k: int, handlers: str = "none", own: bool = True
+) -> dict[str, float]:
+    """agentrt chains over httpx with the in-memory transport."""
     from .agentrt_client import callbacks
 
-    client = httpx.AsyncClient(transport=MemoryTransport(k))
-    model = agentrt.get_async_model(
-        "openai:bench",
-        base_url="http://bench.invalid/v1",
-        api_key="sk-bench",
-        stream=stream,
-        http_client=client,
-        callbacks=callbacks(handlers),
-    )
+    model = memory_model(MemoryTransport(k), own=own, stream=stream, callbacks=callbacks(handlers))
     try:
         return await _chains(lambda: model.chain(PROMPT, tools=[add]).text(), chains, k)
     finally:
-        await model.aclose()
-        await client.aclose()
+        await close_memory_model(model)
 
 
 async def function_model(*, chains: int, k: int) -> dict[str, float]:
@@ -173,13 +191,10 @@ async def httpx_only(*, stream: bool, requests: int) -> dict[str, float]:
 
 async def stream_in_memory(*, what: str, chunks: int, answers: int) -> dict[str, float]:
     """CPU per streamed chunk of a long answer: agentrt, httpx alone, or parsing alone."""
-    import agentrt
     from agentrt._sse import SSEParser
 
-    client = httpx.AsyncClient(transport=MemoryTransport(0, text_chunks=chunks))
-    model = agentrt.get_async_model(
-        "openai:bench", base_url="http://bench.invalid/v1", api_key="sk-bench", http_client=client
-    )
+    model = memory_model(MemoryTransport(0, text_chunks=chunks), own=True)
+    client: httpx.AsyncClient = model._bench_client
     pieces = _render_long(chunks)
     url = "http://bench.invalid/v1/chat/completions"
 
@@ -339,29 +354,22 @@ async def pieces(k: int) -> list[Piece]:
 
     attempt(f"SSEParser.feed + json.loads, tool-call turn ({len(sse_pieces)} events)", 1, parse_sse)
 
-    mem_client = httpx.AsyncClient(transport=MemoryTransport(k))
-    mem_provider = type(provider)(
-        "bench", base_url="http://bench.invalid/v1", api_key="sk-bench", http_client=mem_client
-    )
     first_turn = m.TurnRequest([m.Message(role="user", content=PROMPT)], None, specs, {})
+    for own in (True, False):
+        mem_model = memory_model(MemoryTransport(k), own=own)
+        mem_provider: Any = mem_model.provider
 
-    async def provider_turn(stream: bool) -> None:
-        async for _event in mem_provider.turn(first_turn, stream=stream):
-            pass
+        async def provider_turn(stream: bool, mem_provider: Any = mem_provider) -> None:
+            async for _event in mem_provider.turn(first_turn, stream=stream):
+                pass
 
-    for stream in (True, False):
-        label = "stream" if stream else "json"
-        per_call = await _atime(lambda stream=stream: provider_turn(stream), number=500)
-        out.append(
-            (
-                f"provider.turn() on the in-memory transport ({label}): body, request, "
-                "tenacity, httpx send, parse",
-                per_call,
-                1,
-                "",
+        for stream in (True, False):
+            label = ("stream" if stream else "json") + (
+                ", agentrt's own client" if own else ", a user's http_client="
             )
-        )
-    await mem_client.aclose()
+            per_call = await _atime(lambda stream=stream: provider_turn(stream), number=500)
+            out.append((f"provider.turn() in memory ({label})", per_call, 1, ""))
+        await close_memory_model(mem_model)
 
     attempt(
         "StreamChunk(...) validated",
@@ -498,6 +506,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "chains, in-memory httpx transport, json": lambda: agentrt_in_memory(
             stream=False, chains=chains, k=k
+        ),
+        "  ... stream, client passed as http_client= (httpx send path)": lambda: agentrt_in_memory(
+            stream=True, chains=chains, k=k, own=False
         ),
         "  ... stream, one no-op CallbackHandler (def hooks)": lambda: agentrt_in_memory(
             stream=True, chains=chains, k=k, handlers="noop-handler"

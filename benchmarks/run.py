@@ -237,9 +237,7 @@ def _table(header: list[str], lines: Iterable[list[str]]) -> str:
 def _lib_label(spec: Spec, row: Row) -> str:
     label = spec.lib
     variant = row.extra("variant") or spec.variant
-    if variant == "lean":
-        label += " (lean transport)"
-    elif variant and spec.lib != "agentrt":
+    if variant:
         label += f" ({variant})"
     return label
 

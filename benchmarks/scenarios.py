@@ -105,14 +105,12 @@ def server_for(spec: Spec) -> ServerConfig | None:
 PEERS = ("pydantic-ai", "openai-agents", "langchain", "llm")
 AGENTRT_TRANSPORTS = (
     "agentrt-default",
+    "httpx-pool-1000",
     "httpx-default-limits",
-    "httpx-unlimited",
-    "httpx2",
+    "httpx2-pool",
     "aiohttp",
-    "httpx2-aiohttp",
-    "lean",
-    "trio",
-    "lean-trio",
+    "agentrt-default-trio",
+    "httpx-pool-1000-trio",
 )
 
 
@@ -133,10 +131,8 @@ def _core(name: str, n: int, k: int, latency: float, seq: int, libs: list[str]) 
                 for stream in (True, False)
             )
         elif lib == "agentrt":
-            # agentrt as shipped, and on the lean transport candidate (benchmarks/transports).
             specs.extend(
-                Spec(name, lib, n=n, k=k, latency=latency, seq=seq, stream=stream, variant=variant)
-                for variant in ("", "lean")
+                Spec(name, lib, n=n, k=k, latency=latency, seq=seq, stream=stream)
                 for stream in (True, False)
             )
         else:
@@ -203,7 +199,7 @@ def build_plan(*, quick: bool, repeat: int, only: set[str] | None, groups: set[s
                     variant=variant,
                     params={"chunks": 500, "prompts": prompts},
                 )
-                for lib, variant in (("agentrt", ""), ("agentrt", "lean"), ("raw", ""))
+                for lib, variant in (("agentrt", ""), ("agentrt", "httpx-pool-1000"), ("raw", ""))
             ]
         if "transport" in groups and not quick:
             for name, n, k, latency, seq in (

@@ -1,1 +1,0 @@
-"""HTTP transports measured as candidates for agentrt's default."""
