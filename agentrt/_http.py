@@ -94,6 +94,9 @@ def make_client(
     what it leaves out); ``limits`` sets how many idle connections it keeps and for how
     long. Pass your own client as ``http_client=`` for proxies or HTTP/2.
 
+    ``limits.max_connections`` caps the connections in use at once (a request beyond it
+    waits up to the pool timeout, then fails with ``APITimeoutError``).
+
     Returns:
         A new client; the caller owns it and must ``aclose()`` it.
     """
@@ -104,6 +107,7 @@ def make_client(
         max_idle=limits.max_keepalive_connections or 1000,
         keepalive_expiry=limits.keepalive_expiry or 5.0,
         ssl_context=_ssl_context(),
+        max_connections=limits.max_connections,
     )
     return httpx.AsyncClient(
         timeout=timeout,

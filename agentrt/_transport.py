@@ -60,6 +60,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
         max_idle: idle connections kept per origin.
         keepalive_expiry: seconds an idle connection may be reused.
         ssl_context: for https origins; httpx's default context when ``None``.
+        max_connections: connections open at once (in use, over all origins); a request
+            beyond it waits for one to be released, up to the pool timeout, then raises
+            ``httpx.PoolTimeout``. ``None``: no limit.
     """
 
     def __init__(
@@ -68,7 +71,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         max_idle: int = 1000,
         keepalive_expiry: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
+        max_connections: int | None = None,
     ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        self.max_connections = max_connections
+        self._slots: anyio.Semaphore | None = None
         self.max_idle = max_idle
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
@@ -87,8 +95,35 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return sum(len(conns) for conns in self._idle.values())
 
     async def _drop(self, conn: _Conn) -> None:
-        self._active.discard(conn)
+        self._leave(conn)
         await _close(conn)
+
+    def _leave(self, conn: _Conn) -> None:
+        # Every connection in use holds one slot of max_connections; it frees it here.
+        if conn in self._active:
+            self._active.discard(conn)
+            if self._slots is not None:
+                self._slots.release()
+
+    async def _acquire_slot(self, seconds: float | None) -> None:
+        if self.max_connections is None:
+            return
+        if self._slots is None:
+            self._slots = anyio.Semaphore(self.max_connections)
+        try:
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            try:
+                with anyio.fail_after(seconds):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise httpx.PoolTimeout(
+                    f"all {self.max_connections} connections stayed busy for the pool timeout"
+                ) from exc
+
+    def _release_slot(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
 
     # --- the pool ----------------------------------------------------------------------
 
@@ -106,7 +141,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return _Conn(stream)
 
     async def _release(self, origin: tuple[bytes, bytes, int], conn: _Conn) -> None:
-        self._active.discard(conn)
+        self._leave(conn)
         idle = self._idle.setdefault(origin, [])
         if self._closed or len(idle) >= self.max_idle:
             await _close(conn)
@@ -142,14 +177,21 @@ class LeanTransport(httpx.AsyncBaseTransport):
             body = await request.aread()
         head = _request_head(request, len(body))
         payload = head + body if len(body) < 65536 else None
+        await self._acquire_slot(timeouts.get("pool"))
         conn = await self._take_idle(origin)
         if conn is not None:
-            self._active.add(conn)
+            self._active.add(conn)  # the connection now holds the slot
             try:
                 return await self._exchange(request, origin, conn, head, body, payload, timeouts)
             except _Stale:
-                pass
-        conn = await self._connect_mapped(origin, timeouts.get("connect"))
+                pass  # dropped, and its slot freed
+            await self._acquire_slot(timeouts.get("pool"))
+        try:
+            conn = await self._connect_mapped(origin, timeouts.get("connect"))
+        except BaseException:
+            if self.max_connections is not None:
+                self._release_slot()
+            raise
         self._active.add(conn)
         try:
             return await self._exchange(request, origin, conn, head, body, payload, timeouts)
