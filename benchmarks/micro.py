@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -39,10 +40,13 @@ def add(a: int, b: int) -> int:
 def _render(tool_results: int, k: int, *, stream: bool) -> list[bytes]:
     """The fake server's answer after ``tool_results`` tool results, as body pieces."""
     from tools.fakeserver import openai_wire
+    from tools.fakeserver.script import Turn
     from tools.fakeserver.server import bench_responder
 
     messages = [{"role": "tool"}] * tool_results
     turn = bench_responder(k)("openai", {"messages": messages})
+    if not isinstance(turn, Turn):
+        raise TypeError(f"the bench responder answered {turn!r}, not a Turn")
     if not stream:
         return [json.dumps(openai_wire.render_json(turn, "bench")).encode()]
     return list(openai_wire.render_sse(turn, "bench"))
@@ -124,7 +128,7 @@ def memory_model(transport: httpx.AsyncBaseTransport, *, own: bool, **options: A
     client = httpx.AsyncClient(transport=transport)
     if not own:
         options["http_client"] = client
-    model = agentrt.get_async_model(
+    model: Any = agentrt.get_async_model(
         "openai:bench", base_url="http://bench.invalid/v1", api_key="sk-bench", **options
     )
     if own:
@@ -367,7 +371,7 @@ async def pieces(k: int) -> list[Piece]:
             label = ("stream" if stream else "json") + (
                 ", agentrt's own client" if own else ", a user's http_client="
             )
-            per_call = await _atime(lambda stream=stream: provider_turn(stream), number=500)
+            per_call = await _atime(partial(provider_turn, stream), number=500)
             out.append((f"provider.turn() in memory ({label})", per_call, 1, ""))
         await close_memory_model(mem_model)
 

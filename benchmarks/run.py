@@ -102,9 +102,9 @@ class Row:
         return max((r.failed for r in self.measured), default=0)
 
     def extra(self, key: str) -> Any:
-        values = [r.extra.get(key) for r in self.measured if r.extra.get(key) is not None]
+        values: list[Any] = [r.extra[key] for r in self.measured if r.extra.get(key) is not None]
         if values and all(isinstance(v, (int, float)) for v in values):
-            return statistics.median(values)
+            return statistics.median([float(v) for v in values])
         return values[0] if values else None
 
     def to_json(self) -> dict[str, Any]:

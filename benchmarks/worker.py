@@ -119,6 +119,9 @@ async def measure_chains(
                     if result.error is None:
                         result.error = f"unexpected answer {text[:100]!r}"
 
+        threshold = spec.params.get("gc_threshold0")
+        if threshold:  # what a service could set: fewer, larger gen-0 collections
+            gc.set_threshold(int(threshold), *gc.get_threshold()[1:])
         with around(), GCTimer() as gc_timer:
             cpu0, t0 = cpu_seconds(), time.perf_counter()
             async with anyio.create_task_group() as tg:
@@ -170,7 +173,8 @@ async def measure_limiter(spec: Spec) -> Result:
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     chain = model.chain("go", tools=[nap], limiter=anyio.CapacityLimiter(threads))
     text = await chain.text()
-    result.wall = time.perf_counter() - t0
+    ended = time.perf_counter()
+    result.wall = ended - t0
     result.cpu = cpu_seconds() - cpu0
     ok = (
         text == expected_answer(0)
@@ -183,6 +187,8 @@ async def measure_limiter(spec: Spec) -> Result:
         limiter=threads,
         ideal=calls / threads * sleep,
         tool_phase=state["last"] - state["first"],
+        before_first_tool=state["first"] - t0,
+        after_last_tool=ended - state["last"],
         peak_running=state["peak_running"],
         base_threads=base_threads,
         peak_threads=state["peak_threads"],

@@ -18,7 +18,7 @@ class LLMClient:
             from llm.default_plugins.openai_models import AsyncChat
         except ImportError as exc:
             raise Unavailable(f"llm is not installed ({exc})") from exc
-        self.model: Any = AsyncChat(
+        self.model: Any = AsyncChat(  # type: ignore[no-untyped-call]
             "bench", model_name="bench", api_base=spec.base_url, supports_tools=True
         )
         self.stream = spec.stream
