@@ -94,6 +94,8 @@ def make_client(
     what it leaves out); ``limits`` sets how many idle connections it keeps and for how
     long. Pass your own client as ``http_client=`` for proxies or HTTP/2.
 
+    When a proxy is set in the environment (``HTTPS_PROXY``, ``ALL_PROXY``, ...), httpx's
+    own transport is used instead, since only it honours proxies.
     ``limits.max_connections`` caps the connections in use at once (a request beyond it
     waits up to the pool timeout, then fails with ``APITimeoutError``).
 
@@ -103,6 +105,15 @@ def make_client(
     if not isinstance(timeout, httpx.Timeout):
         timeout = httpx.Timeout(timeout)
     limits = limits or DEFAULT_LIMITS
+    if _proxy_from_environment():
+        # httpx honours HTTP(S)_PROXY / ALL_PROXY only with its own transports.
+        return httpx.AsyncClient(
+            timeout=timeout,
+            limits=limits,
+            verify=_ssl_context(),
+            headers={"user-agent": _USER_AGENT},
+            follow_redirects=False,
+        )
     transport = LeanTransport(
         max_idle=limits.max_keepalive_connections or 1000,
         keepalive_expiry=limits.keepalive_expiry or 5.0,
@@ -115,6 +126,12 @@ def make_client(
         headers={"user-agent": _USER_AGENT},
         follow_redirects=False,
     )
+
+
+def _proxy_from_environment() -> bool:
+    """Whether a proxy is configured in the environment, as httpx reads it."""
+    names = ("http_proxy", "https_proxy", "all_proxy")
+    return any(os.environ.get(n) or os.environ.get(n.upper()) for n in names)
 
 
 _SSL_CONTEXT: ssl.SSLContext | None = None
@@ -414,7 +431,7 @@ class HTTPProvider(Provider):
             headers = self._headers = {"content-type": "application/json", **self.auth_headers()}
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         client = self.client
-        if not self._owns_client:
+        if not self._direct(client):
             # A user's client: let it apply its own headers, cookies and settings.
             if sse:
                 headers = {**headers, "accept": "text/event-stream"}
@@ -449,7 +466,7 @@ class HTTPProvider(Provider):
     async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         """Send with retries; return a successful response or the last failed one (read)."""
         client = self.client
-        transport = client._transport if self._owns_client else None
+        transport = client._transport if self._direct(client) else None
 
         async def attempt() -> httpx.Response:
             with self._map_errors():
@@ -528,6 +545,11 @@ class HTTPProvider(Provider):
         )
         response: httpx.Response = await retrying(attempt_after)
         return response
+
+    def _direct(self, client: httpx.AsyncClient) -> bool:
+        # Requests skip httpx's client layers only on a client agentrt built with its own
+        # transport: a user's client, or one routed through proxies, gets the full send().
+        return self._owns_client and isinstance(client._transport, LeanTransport)
 
     def _should_retry(self, response: httpx.Response) -> bool:
         return response.status_code in self.retry_statuses

@@ -567,3 +567,22 @@ async def test_exception_chain_holds_no_request_with_the_key(
         assert getattr(response, "_request", None) is None
         error = error.__cause__ or error.__context__
     assert len(seen) >= 2  # the agentrt error is chained to the httpx failure
+
+
+@pytest.mark.anyio
+async def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeServer
+) -> None:
+    # A proxy that is not there: the request must go to it (and fail), not straight out.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with make_client(5.0) as client:
+        assert not isinstance(client._transport, LeanTransport)
+    async with make(fake, max_retries=0) as provider:
+        with pytest.raises(APIConnectionError):
+            await post(provider)
+    assert fake.requests == []
+    monkeypatch.delenv("HTTP_PROXY")
+    async with make_client(5.0) as client:
+        assert isinstance(client._transport, LeanTransport)
