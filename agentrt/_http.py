@@ -3,8 +3,8 @@
 Every remote provider (OpenAI, Anthropic, Gemini) talks HTTP the same way, so the parts that
 are easy to get subtly wrong live here, once:
 
-* :func:`make_client` builds the one ``httpx.AsyncClient`` a provider instance reuses for
-  every turn and chain (a later performance pass chooses the transport in this one place).
+* :func:`~agentrt._client.make_client` builds the one ``httpx.AsyncClient`` a provider
+  instance reuses for every turn and chain; :mod:`agentrt._retry` holds the retry policy.
 * :class:`SSEParser` (from :mod:`agentrt._sse`, re-exported here) is an incremental,
   I/O-free Server-Sent Events parser following the WHATWG specification; bytes may be
   split anywhere, even inside a UTF-8 character.
@@ -22,14 +22,11 @@ a server echoes back.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import http
 import json
 import logging
 import os
 import random
-import ssl
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -40,6 +37,8 @@ from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.retry import retry_if_result
 
+from ._client import DEFAULT_LIMITS, USER_AGENT, make_client
+from ._retry import RETRY_STATUSES, last_outcome, retry_after_from_headers
 from ._sse import SSEEvent, SSEParser
 from ._transport import LeanTransport
 from .errors import (
@@ -65,84 +64,10 @@ __all__ = [
 
 logger = logging.getLogger("agentrt.http")
 
-#: Statuses worth retrying: timeouts, conflicts, rate limits, transient server failures,
-#: and Anthropic's 529 "overloaded".
-RETRY_STATUSES: frozenset[int] = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
-#: Pool limits of the clients agentrt builds. httpx's default (100 connections) makes
-#: thousands of concurrent chains queue on the pool, so the ceiling is set high.
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30.0
-)
-
-_USER_AGENT = "agentrt/0.1"
+_USER_AGENT = USER_AGENT
 _MAX_ERROR_TEXT = 500
 _REDACTED = "[redacted]"
-
-
-def make_client(
-    timeout: float | httpx.Timeout | None = 60.0, limits: httpx.Limits | None = None
-) -> httpx.AsyncClient:
-    """Build the HTTP client a provider instance uses for all its requests.
-
-    Args:
-        timeout: seconds for connect/read/write/pool, an ``httpx.Timeout``, or ``None``
-            for no timeout.
-        limits: connection-pool limits; :data:`DEFAULT_LIMITS` when ``None``.
-
-    The transport is :class:`~agentrt._transport.LeanTransport` (see there for why and
-    what it leaves out); ``limits`` sets how many idle connections it keeps and for how
-    long. Pass your own client as ``http_client=`` for proxies or HTTP/2.
-
-    When a proxy is set in the environment (``HTTPS_PROXY``, ``ALL_PROXY``, ...), httpx's
-    own transport is used instead, since only it honours proxies.
-    ``limits.max_connections`` caps the connections in use at once (a request beyond it
-    waits up to the pool timeout, then fails with ``APITimeoutError``).
-
-    Returns:
-        A new client; the caller owns it and must ``aclose()`` it.
-    """
-    if not isinstance(timeout, httpx.Timeout):
-        timeout = httpx.Timeout(timeout)
-    limits = limits or DEFAULT_LIMITS
-    if _proxy_from_environment():
-        # httpx honours HTTP(S)_PROXY / ALL_PROXY only with its own transports.
-        return httpx.AsyncClient(
-            timeout=timeout,
-            limits=limits,
-            verify=_ssl_context(),
-            headers={"user-agent": _USER_AGENT},
-            follow_redirects=False,
-        )
-    transport = LeanTransport(
-        max_idle=limits.max_keepalive_connections or 1000,
-        keepalive_expiry=limits.keepalive_expiry or 5.0,
-        ssl_context=_ssl_context(),
-        max_connections=limits.max_connections,
-    )
-    return httpx.AsyncClient(
-        timeout=timeout,
-        transport=transport,
-        headers={"user-agent": _USER_AGENT},
-        follow_redirects=False,
-    )
-
-
-def _proxy_from_environment() -> bool:
-    """Whether a proxy is configured in the environment, as httpx reads it."""
-    names = ("http_proxy", "https_proxy", "all_proxy")
-    return any(os.environ.get(n) or os.environ.get(n.upper()) for n in names)
-
-
-_SSL_CONTEXT: ssl.SSLContext | None = None
-
-
-def _ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs ~30 ms of CPU: do it once per process, not per model.
-    global _SSL_CONTEXT
-    if _SSL_CONTEXT is None:
-        _SSL_CONTEXT = httpx.create_ssl_context()
-    return _SSL_CONTEXT
 
 
 # --- the provider base -------------------------------------------------------------------
@@ -274,22 +199,7 @@ class HTTPProvider(Provider):
         Reads ``retry-after-ms`` and then ``Retry-After`` (seconds or an HTTP date); the
         result is capped at ``max_retry_after``. ``None`` means "use the backoff".
         """
-        headers = response.headers
-        delay: float | None = None
-        value = headers.get("retry-after-ms")
-        if value is not None:
-            delay = _to_float(value)
-            if delay is not None:
-                delay /= 1000
-        if delay is None:
-            value = headers.get("retry-after")
-            if value is not None:
-                delay = _to_float(value)
-                if delay is None:
-                    delay = _seconds_until(value)
-        if delay is None:
-            return None
-        return min(max(delay, 0.0), self.max_retry_after)
+        return retry_after_from_headers(response.headers, self.max_retry_after)
 
     def request_id(self, response: httpx.Response) -> str | None:
         """Return the provider's id of this request, from ``x-request-id`` or ``request-id``."""
@@ -540,7 +450,7 @@ class HTTPProvider(Provider):
                 retry_if_exception_type(APIConnectionError) | retry_if_result(self._should_retry)
             ),
             before_sleep=self._log_retry,
-            retry_error_callback=_last_outcome,
+            retry_error_callback=last_outcome,
             reraise=True,
         )
         response: httpx.Response = await retrying(attempt_after)
@@ -655,13 +565,6 @@ async def _finish_iterator(chunks: AsyncIterator[bytes]) -> None:
             pass
 
 
-def _last_outcome(state: RetryCallState) -> Any:
-    # After the last attempt: hand back the failed response (the caller maps it) or
-    # re-raise the last exception.
-    assert state.outcome is not None
-    return state.outcome.result()
-
-
 def _shorten(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -672,22 +575,6 @@ def _status_phrase(status: int) -> str:
         return f"HTTP {status} {http.HTTPStatus(status).phrase}"
     except ValueError:
         return f"HTTP {status}"
-
-
-def _to_float(value: str) -> float | None:
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if number == number else None  # NaN
-
-
-def _seconds_until(value: str) -> float | None:
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return when.timestamp() - time.time()
 
 
 def _origin(url: str) -> str:
