@@ -3,8 +3,9 @@
 Guarantees:
 - every call of a turn runs concurrently in one task group, and a failing call never
   cancels its siblings;
-- async tools run on the event loop, sync tools in worker threads through
-  ``anyio.to_thread.run_sync`` under a ``CapacityLimiter``, with the caller's contextvars;
+- async tools run on the event loop, sync tools in worker threads (``_threads``: a cheap
+  hop on asyncio, ``anyio.to_thread.run_sync`` on trio) under a ``CapacityLimiter``, with
+  the caller's contextvars;
 - every call yields exactly one :class:`ToolResult`, in the model's order: bad JSON, failed
   validation, an unknown tool, an exception and a timeout become error results the model
   can read and correct itself from;
@@ -12,7 +13,8 @@ Guarantees:
   ends cleanly after the turn.
 
 Abandon policy: a sync tool that times out or is cancelled is abandoned: its thread runs
-to completion in the background and its result is discarded (Python cannot kill threads).
+to completion in the background, holding its limiter token until then, and its result is
+discarded (Python cannot kill threads).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import anyio
 import pydantic
 from pydantic_core import to_json
 
+from ._threads import run_in_thread
 from .errors import CancelChain, ToolArgumentsError, ToolError, ToolTimeoutError, UnknownToolError
 from .messages import ToolCall, ToolResult
 from .tools import Tool
@@ -143,15 +146,17 @@ class ToolRunner:
 
     async def _invoke(self, tool: Tool, kwargs: dict[str, Any]) -> Any:
         fn, is_async = tool.implementation(prefer_sync=self.prefer_sync)
+        if is_async and tool.timeout is None:
+            return await fn(**kwargs)  # no scope needed: the common case costs nothing extra
         try:
-            with anyio.fail_after(tool.timeout):
+            with anyio.fail_after(tool.timeout) as scope:
                 if is_async:
                     return await fn(**kwargs)
-                return await anyio.to_thread.run_sync(
+                return await run_in_thread(
                     partial(_run_sync_tool, fn, kwargs),
                     # None: anyio's per-loop default limiter (40 threads).
                     limiter=self.limiter,
-                    abandon_on_cancel=True,
+                    scope=scope,
                 )
         except TimeoutError as exc:
             raise ToolTimeoutError(

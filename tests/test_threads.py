@@ -1,0 +1,140 @@
+"""Sync tools in worker threads: contextvars, anyio.from_thread, limits, errors, abandonment.
+
+These go through the public chain API with ``FunctionModel``; on asyncio they exercise
+agentrt's own worker pool, on trio ``anyio.to_thread``: both must behave the same.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import pytest
+
+import agentrt
+from agentrt.testing import FunctionModel, ModelTurn, call
+
+pytestmark = pytest.mark.anyio
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+
+
+def calls_then_answer(*turns: list[Any]) -> FunctionModel:
+    """A model that makes each turn's calls, then answers with the last tool result."""
+
+    def respond(messages: list[agentrt.Message], _tools: Any) -> ModelTurn:
+        done = sum(1 for m in messages if m.role == "assistant")
+        if done < len(turns):
+            return ModelTurn(tool_calls=turns[done])
+        return ModelTurn(text=f"last: {messages[-1].content}")
+
+    return FunctionModel(respond)
+
+
+async def test_sync_tool_sees_contextvars_and_can_call_back_into_the_loop() -> None:
+    loop_thread = threading.get_ident()
+    seen: dict[str, Any] = {}
+    flag = anyio.Event()
+
+    @agentrt.tool
+    def probe() -> str:
+        """Report where it runs."""
+        seen["thread"] = threading.get_ident()
+        seen["request_id"] = request_id.get()
+        anyio.from_thread.run_sync(flag.set)  # back onto the event loop
+        seen["on_loop"] = anyio.from_thread.run_sync(threading.get_ident)
+        anyio.from_thread.check_cancelled()  # not cancelled: returns
+        request_id.set("changed in the tool")  # must not leak back
+        return "probed"
+
+    request_id.set("req-42")
+    model = agentrt.get_async_model(calls_then_answer([call("probe")]))
+    assert await model.chain("go", tools=[probe]).text() == "last: probed"
+    assert flag.is_set()
+    assert seen["thread"] != loop_thread
+    assert seen["on_loop"] == loop_thread
+    assert seen["request_id"] == "req-42"
+    assert request_id.get() == "req-42"
+
+
+async def test_exceptions_from_sync_tools_become_error_results() -> None:
+    @agentrt.tool
+    def boom() -> str:
+        """Fail."""
+        raise ValueError("bad input 7")
+
+    @agentrt.tool
+    def stop() -> str:
+        """Raise StopIteration, which cannot cross a future as itself."""
+        raise StopIteration
+
+    model = agentrt.get_async_model(calls_then_answer([call("boom"), call("stop")]))
+    chain = model.chain("go", tools=[boom, stop])
+    await chain.text()
+    first, second = chain.tool_results
+    assert first.is_error and "ValueError: bad input 7" in first.content
+    assert second.is_error and "StopIteration" in second.content
+
+
+async def test_many_sync_calls_never_use_more_threads_than_the_limiter() -> None:
+    lock = threading.Lock()
+    running = peak = 0
+    release = threading.Event()
+
+    @agentrt.tool
+    def work(n: int) -> int:
+        """Hold a thread briefly."""
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        release.wait(0.01)
+        with lock:
+            running -= 1
+        return n
+
+    turn = [call("work", n=i) for i in range(60)]
+    limiter = anyio.CapacityLimiter(7)
+    model = agentrt.get_async_model(calls_then_answer(turn, turn))
+    before = threading.active_count()
+    chain = model.chain("go", tools=[work], limiter=limiter)
+    await chain.text()
+    assert [r.content for r in chain.tool_results] == [str(i) for i in range(60)] * 2
+    assert peak == 7  # the limit is reached and never passed
+    assert limiter.borrowed_tokens == 0
+    # idle threads from earlier tests may be reused; at most 7 new ones were needed
+    assert threading.active_count() <= before + 7
+
+
+async def test_abandoned_sync_tool_keeps_its_token_until_its_thread_ends() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    finished = threading.Event()
+
+    @agentrt.tool(timeout=0.05)
+    def slow() -> str:
+        """Block until released."""
+        started.set()
+        release.wait(5)
+        finished.set()
+        return "late"
+
+    limiter = anyio.CapacityLimiter(1)
+    model = agentrt.get_async_model(calls_then_answer([call("slow")]))
+    chain = model.chain("go", tools=[slow], limiter=limiter)
+    await chain.text()
+    (result,) = chain.tool_results
+    assert result.is_error and "timeout" in result.content
+    assert chain.status == "completed"
+    assert started.is_set() and not finished.is_set()
+    # the thread still runs, so it still counts against the limiter
+    assert limiter.borrowed_tokens == 1
+    release.set()
+    with anyio.fail_after(5):
+        async with limiter:  # free again once the abandoned thread is done
+            assert finished.is_set()
+    assert limiter.borrowed_tokens == 0
