@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 try:  # anyio's registry of worker threads, for anyio.from_thread inside tools
@@ -158,6 +159,9 @@ async def run_in_thread(
     """
     if not _FAST or current_async_library() != "asyncio":
         return await anyio.to_thread.run_sync(fn, limiter=limiter, abandon_on_cancel=True)
+    # A call whose scope is already cancelled must not start (a full checkpoint would cost
+    # an event-loop iteration per call).
+    await anyio.lowlevel.checkpoint_if_cancelled()
     if limiter is None:
         limiter = anyio.to_thread.current_default_thread_limiter()
     borrower = object()  # one per call: an abandoned call keeps its token, not the task

@@ -1,4 +1,4 @@
-"""agentrt's default HTTP/1.1 transport for httpx: an O(1) keep-alive pool on anyio streams.
+"""agentrt's default HTTP/1.1 transport for httpx: an O(1) keep-alive pool and a hand parser.
 
 Why it exists: measured on a 2-core machine, httpcore's pool rescans every connection and
 waiter on each event (``AsyncConnectionPool._assign_requests_to_connections``), so at 1,000
@@ -12,13 +12,14 @@ and the parser:
 * the request head and body go out in one ``send``; the response head is parsed by hand;
   bodies are ``Content-Length``, chunked or delimited by the connection closing; every
   complete chunk already buffered is handed over at once;
-* anyio streams, so it runs on asyncio and trio; TLS through anyio for https URLs;
+* connections from ``_conn``: an ``asyncio.Protocol`` filling a buffer on asyncio (one
+  future and one timer handle per read), anyio streams on trio; TLS for https URLs;
 * a reused connection that the server had closed (EOF before any response byte) is
   retried once on a fresh connection, as keep-alive clients must.
 
 Not supported, by design: HTTP/2, proxies and ``Expect: 100-continue``. Pass your own
-``httpx.AsyncClient`` (``http_client=``) when you need them. There is no connection limit:
-a connection is opened whenever no idle one is free (``max_idle`` caps what is kept).
+``httpx.AsyncClient`` (``http_client=``) when you need them. A connection is opened whenever
+no idle one is free, up to ``max_connections`` when set (``max_idle`` caps what is kept).
 Failures are raised as the httpx exceptions httpx's own transport raises, so error mapping
 above is unchanged.
 """
@@ -28,25 +29,17 @@ from __future__ import annotations
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import anyio
-import anyio.abc
+import anyio.lowlevel
 import httpx
+
+from ._conn import Conn, open_conn
 
 __all__ = ["LeanTransport"]
 
 _MAX_HEAD = 64 * 1024
-_READ_SIZE = 65536
-
-
-class _Conn:
-    __slots__ = ("buffer", "idle_since", "stream")
-
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-        self.idle_since = 0.0
 
 
 class _Stale(Exception):
@@ -80,8 +73,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self.max_idle = max_idle
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
-        self._idle: dict[tuple[bytes, bytes, int], list[_Conn]] = {}
-        self._active: set[_Conn] = set()
+        self._idle: dict[tuple[bytes, bytes, int], list[Conn]] = {}
+        self._active: set[Conn] = set()
         self._closed = False
 
     @property
@@ -94,11 +87,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
         """Open keep-alive connections waiting to be reused."""
         return sum(len(conns) for conns in self._idle.values())
 
-    async def _drop(self, conn: _Conn) -> None:
+    async def _drop(self, conn: Conn) -> None:
         self._leave(conn)
-        await _close(conn)
+        await conn.aclose()
 
-    def _leave(self, conn: _Conn) -> None:
+    def _leave(self, conn: Conn) -> None:
         # Every connection in use holds one slot of max_connections; it frees it here.
         if conn in self._active:
             self._active.discard(conn)
@@ -127,41 +120,38 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     # --- the pool ----------------------------------------------------------------------
 
-    async def _connect(self, origin: tuple[bytes, bytes, int], seconds: float | None) -> _Conn:
+    async def _connect(self, origin: tuple[bytes, bytes, int], seconds: float | None) -> Conn:
         scheme, host, port = origin
-        hostname = host.decode("ascii")
+        context = None
+        if scheme == b"https":
+            context = self._ssl_context or httpx.create_ssl_context()
         with anyio.fail_after(seconds):
-            if scheme == b"https":
-                context = self._ssl_context or httpx.create_ssl_context()
-                stream: anyio.abc.ByteStream = await anyio.connect_tcp(
-                    hostname, port, ssl_context=context, tls_standard_compatible=False
-                )
-            else:
-                stream = await anyio.connect_tcp(hostname, port)
-        return _Conn(stream)
+            return await open_conn(scheme, host.decode("ascii"), port, context)
 
-    async def _release(self, origin: tuple[bytes, bytes, int], conn: _Conn) -> None:
+    async def _release(self, origin: tuple[bytes, bytes, int], conn: Conn) -> None:
         self._leave(conn)
         idle = self._idle.setdefault(origin, [])
         if self._closed or len(idle) >= self.max_idle:
-            await _close(conn)
+            await conn.aclose()
             return
         conn.idle_since = time.monotonic()
         idle.append(conn)
 
-    async def _take_idle(self, origin: tuple[bytes, bytes, int]) -> _Conn | None:
+    async def _take_idle(self, origin: tuple[bytes, bytes, int]) -> Conn | None:
         idle = self._idle.get(origin)
-        if not idle:
-            return None
-        conn = idle.pop()
-        if time.monotonic() - conn.idle_since > self.keepalive_expiry:
-            # Everything older is below it in the LIFO: drop them all.
-            stale = [conn, *idle]
-            idle.clear()
-            for old in stale:
-                await _close(old)
-            return None
-        return conn
+        while idle:
+            conn = idle.pop()
+            if time.monotonic() - conn.idle_since > self.keepalive_expiry:
+                # Everything older is below it in the LIFO: drop them all.
+                stale = [conn, *idle]
+                idle.clear()
+                for old in stale:
+                    await old.aclose()
+                return None
+            if conn.reusable():
+                return conn
+            await conn.aclose()  # the server closed it, or sent bytes nobody asked for
+        return None
 
     # --- one exchange ------------------------------------------------------------------
 
@@ -202,7 +192,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     async def _connect_mapped(
         self, origin: tuple[bytes, bytes, int], seconds: float | None
-    ) -> _Conn:
+    ) -> Conn:
         try:
             return await self._connect(origin, seconds)
         except TimeoutError as exc:
@@ -214,20 +204,19 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self,
         request: httpx.Request,
         origin: tuple[bytes, bytes, int],
-        conn: _Conn,
+        conn: Conn,
         head: bytes,
         body: bytes,
         payload: bytes | None,
         timeouts: dict[str, float | None],
     ) -> httpx.Response:
-        stream = conn.stream
         try:
-            with anyio.fail_after(timeouts.get("write")):
-                if payload is not None:
-                    await stream.send(payload)
-                else:
-                    await stream.send(head)
-                    await stream.send(body)
+            write_timeout = timeouts.get("write")
+            if payload is not None:
+                await conn.send(payload, write_timeout)
+            else:
+                await conn.send(head, write_timeout)
+                await conn.send(body, write_timeout)
             status, reason, headers, keep_alive = await self._read_head(conn, timeouts.get("read"))
         except _Stale:
             await self._drop(conn)
@@ -258,25 +247,23 @@ class LeanTransport(httpx.AsyncBaseTransport):
         )
 
     async def _read_head(
-        self, conn: _Conn, seconds: float | None
+        self, conn: Conn, seconds: float | None
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
         buffer = conn.buffer
         fresh = True
-        with anyio.fail_after(seconds):
-            while True:
-                end = buffer.find(b"\r\n\r\n")
-                if end >= 0:
-                    break
-                if len(buffer) > _MAX_HEAD:
-                    raise httpx.RemoteProtocolError("response head too long")
-                try:
-                    data = await conn.stream.receive(_READ_SIZE)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError) as exc:
-                    if fresh and not buffer:
-                        raise _Stale from exc
-                    raise
-                fresh = False
-                buffer += data
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(buffer) > _MAX_HEAD:
+                raise httpx.RemoteProtocolError("response head too long")
+            try:
+                await conn.fill(seconds)
+            except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+                if fresh and not buffer:
+                    raise _Stale from exc
+                raise
+            fresh = False
         lines = bytes(buffer[:end]).split(b"\r\n")
         del buffer[: end + 4]
         version, _, rest = lines[0].partition(b" ")
@@ -306,7 +293,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         idle, self._idle = self._idle, {}
         for conns in idle.values():
             for conn in conns:
-                await _close(conn)
+                await conn.aclose()
 
 
 class _Body(httpx.AsyncByteStream):
@@ -316,7 +303,7 @@ class _Body(httpx.AsyncByteStream):
         self,
         transport: LeanTransport,
         origin: tuple[bytes, bytes, int],
-        conn: _Conn,
+        conn: Conn,
         headers: list[tuple[bytes, bytes]],
         keep_alive: bool,
         request: httpx.Request,
@@ -325,7 +312,7 @@ class _Body(httpx.AsyncByteStream):
     ) -> None:
         self._transport = transport
         self._origin = origin
-        self._conn: _Conn | None = conn
+        self._conn: Conn | None = conn
         self._keep_alive = keep_alive
         self._request = request
         self._timeout = timeout
@@ -346,15 +333,18 @@ class _Body(httpx.AsyncByteStream):
         conn = self._conn
         if conn is None:
             return
+        if self._chunked:
+            pieces = self._chunks(conn)
+        elif self._length is not None:
+            pieces = self._sized(conn, self._length)
+        else:
+            pieces = self._until_close(conn)
         try:
-            if self._chunked:
-                async for data in self._chunks(conn):
-                    yield data
-            elif self._length is not None:
-                async for data in self._sized(conn, self._length):
-                    yield data
-            else:
-                async for data in self._until_close(conn):
+            async with contextlib.aclosing(pieces):
+                async for data in pieces:
+                    # Data already buffered is handed over without suspending: keep every
+                    # piece a point where a cancelled scope takes effect, as a read would be.
+                    await anyio.lowlevel.checkpoint_if_cancelled()
                     yield data
         except TimeoutError as exc:
             await self._discard()
@@ -375,37 +365,32 @@ class _Body(httpx.AsyncByteStream):
             ) from exc
         await self._finish()
 
-    async def _receive(self, conn: _Conn) -> bytes:
-        if self._timeout is None:
-            return await conn.stream.receive(_READ_SIZE)
-        with anyio.fail_after(self._timeout):
-            return await conn.stream.receive(_READ_SIZE)
-
-    async def _sized(self, conn: _Conn, length: int) -> AsyncIterator[bytes]:
+    async def _sized(self, conn: Conn, length: int) -> AsyncGenerator[bytes, None]:
         buffer = conn.buffer
         remaining = length
         while remaining:
             if not buffer:
-                buffer += await self._receive(conn)
+                await conn.fill(self._timeout)
             take = min(remaining, len(buffer))
             data = bytes(buffer[:take])
             del buffer[:take]
             remaining -= take
             yield data
 
-    async def _until_close(self, conn: _Conn) -> AsyncIterator[bytes]:
+    async def _until_close(self, conn: Conn) -> AsyncGenerator[bytes, None]:
         buffer = conn.buffer
         if buffer:
             yield bytes(buffer)
             buffer.clear()
         while True:
             try:
-                data = await self._receive(conn)
+                await conn.fill(self._timeout)
             except anyio.EndOfStream:
                 return
-            yield data
+            yield bytes(buffer)
+            buffer.clear()
 
-    async def _chunks(self, conn: _Conn) -> AsyncIterator[bytes]:
+    async def _chunks(self, conn: Conn) -> AsyncGenerator[bytes, None]:
         # Hands over whatever chunk data is buffered, partial chunks included, so a
         # stream's bytes reach the caller as soon as they arrive.
         buffer = conn.buffer
@@ -453,13 +438,13 @@ class _Body(httpx.AsyncByteStream):
                 del buffer[:pos]
             if parts:
                 yield b"".join(parts)
-            buffer += await self._receive(conn)
+            await conn.fill(self._timeout)
 
     async def _finish(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._keep_alive and not conn.buffer:
+        if self._keep_alive and conn.reusable():
             await self._transport._release(self._origin, conn)
         else:
             await self._transport._drop(conn)
@@ -472,13 +457,6 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         # Closed before the end of the body: the connection cannot be reused.
         await self._discard()
-
-
-async def _close(conn: _Conn) -> None:
-    with anyio.CancelScope(shield=True):
-        # Closing a broken socket may fail; there is nothing more to do with it.
-        with contextlib.suppress(Exception):
-            await conn.stream.aclose()
 
 
 def _request_head(request: httpx.Request, length: int) -> bytes:
