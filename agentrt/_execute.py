@@ -146,17 +146,17 @@ class ToolRunner:
 
     async def _invoke(self, tool: Tool, kwargs: dict[str, Any]) -> Any:
         fn, is_async = tool.implementation(prefer_sync=self.prefer_sync)
-        if is_async and tool.timeout is None:
-            return await fn(**kwargs)  # no scope needed: the common case costs nothing extra
+        if tool.timeout is None:  # no scope needed: the common case costs nothing extra
+            if is_async:
+                return await fn(**kwargs)
+            # None: anyio's per-loop default limiter (40 threads).
+            return await run_in_thread(partial(_run_sync_tool, fn, kwargs), limiter=self.limiter)
         try:
             with anyio.fail_after(tool.timeout) as scope:
                 if is_async:
                     return await fn(**kwargs)
                 return await run_in_thread(
-                    partial(_run_sync_tool, fn, kwargs),
-                    # None: anyio's per-loop default limiter (40 threads).
-                    limiter=self.limiter,
-                    scope=scope,
+                    partial(_run_sync_tool, fn, kwargs), limiter=self.limiter, scope=scope
                 )
         except TimeoutError as exc:
             raise ToolTimeoutError(

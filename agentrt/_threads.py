@@ -31,16 +31,11 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 
 try:  # anyio's registry of worker threads, for anyio.from_thread inside tools
-    from anyio._backends._asyncio import AsyncIOBackend
-    from anyio._core._eventloop import (
-        current_async_library,
-        set_current_async_library,
-        threadlocals,
-    )
+    from anyio._backends._asyncio import AsyncIOBackend, _task_states
+    from anyio._core._eventloop import set_current_async_library, threadlocals
     from anyio.lowlevel import EventLoopToken
 except ImportError:  # pragma: no cover - a future anyio moved them: use anyio's own pool
     _FAST = False
@@ -91,13 +86,21 @@ class _Pool:
                         self._idle -= 1
                         return
                 continue  # a job was promised to an idle thread: take it
-            _run_job(*job)
+            _run_job(self, *job)
             del job
-            with self._lock:
-                self._idle += 1
+
+    def ready(self) -> None:
+        """Count the calling worker as idle, before it reports its result.
+
+        So the job that the freed limiter token lets in finds this thread idle, and no
+        extra thread is started.
+        """
+        with self._lock:
+            self._idle += 1
 
 
 def _run_job(
+    pool: _Pool,
     loop: asyncio.AbstractEventLoop,
     future: asyncio.Future[Any],
     context: contextvars.Context,
@@ -117,6 +120,7 @@ def _run_job(
             error = exc
         finally:
             del threadlocals.current_token, threadlocals.current_cancel_scope
+    pool.ready()
     try:
         loop.call_soon_threadsafe(_finish, future, result, error, limiter, borrower)
     except RuntimeError:  # the loop is closed: nobody is waiting any more
@@ -148,28 +152,39 @@ _pool = _Pool()
 
 
 async def run_in_thread(
-    fn: Callable[[], Any], *, limiter: anyio.CapacityLimiter | None, scope: anyio.CancelScope
+    fn: Callable[[], Any],
+    *,
+    limiter: anyio.CapacityLimiter | None,
+    scope: anyio.CancelScope | None = None,
 ) -> Any:
     """Run ``fn()`` in a worker thread under ``limiter`` and return its result.
 
     Args:
         fn: the call, arguments bound.
         limiter: bounds the threads running at once; ``None`` is anyio's per-loop default.
-        scope: the caller's innermost cancel scope, for ``anyio.from_thread.check_cancelled``.
+        scope: the caller's innermost cancel scope, for ``anyio.from_thread.check_cancelled``
+            (``None``: the task's current one).
     """
-    if not _FAST or current_async_library() != "asyncio":
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio (trio)
+        loop = None
+    if not _FAST or loop is None:
         return await anyio.to_thread.run_sync(fn, limiter=limiter, abandon_on_cancel=True)
     # A call whose scope is already cancelled must not start (a full checkpoint would cost
-    # an event-loop iteration per call).
-    await anyio.lowlevel.checkpoint_if_cancelled()
+    # an event-loop iteration per call). The backend is called directly: going through
+    # anyio's front door looks the running library up again on every call.
+    await AsyncIOBackend.checkpoint_if_cancelled()
     if limiter is None:
-        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter = AsyncIOBackend.current_default_thread_limiter()
+    if scope is None:
+        state = _task_states.get(asyncio.current_task())  # type: ignore[arg-type]
+        scope = state.cancel_scope if state is not None else None
     borrower = object()  # one per call: an abandoned call keeps its token, not the task
     try:
         limiter.acquire_on_behalf_of_nowait(borrower)
     except anyio.WouldBlock:
         await limiter.acquire_on_behalf_of(borrower)
-    loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     try:
         context = contextvars.copy_context()

@@ -138,3 +138,31 @@ async def test_abandoned_sync_tool_keeps_its_token_until_its_thread_ends() -> No
         async with limiter:  # free again once the abandoned thread is done
             assert finished.is_set()
     assert limiter.borrowed_tokens == 0
+
+
+async def test_a_sync_tool_can_see_that_its_chain_was_cancelled() -> None:
+    started = anyio.Event()
+    saw_cancel = threading.Event()
+
+    @agentrt.tool
+    def patient() -> str:
+        """Work in steps, checking for cancellation between them."""
+        anyio.from_thread.run_sync(started.set)
+        for _ in range(500):
+            try:
+                anyio.from_thread.check_cancelled()
+            except BaseException:  # the backend's own cancellation exception
+                saw_cancel.set()
+                raise
+            saw_cancel.wait(0.01)
+        return "never cancelled"
+
+    model = agentrt.get_async_model(calls_then_answer([call("patient")]))
+    chain = model.chain("go", tools=[patient])
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(chain.text)
+            await started.wait()
+            scope.cancel()
+    assert chain.status == "cancelled"
+    assert await anyio.to_thread.run_sync(saw_cancel.wait, 5)
