@@ -141,7 +141,7 @@ class AsyncChain:
     ) -> None:
         if max_turns < 1:
             raise UsageError(f"max_turns must be at least 1, got {max_turns}")
-        self.id = uuid.uuid4().hex
+        self._id: str | None = None
         self.model = model.model_id
         self.system = system
         self.max_turns = max_turns
@@ -166,7 +166,14 @@ class AsyncChain:
             max_result_chars=max_tool_output,
         )
         self._hooks = Hooks.combine(model.callbacks, callbacks, on_chunk=on_chunk)
-        self._done = DoneCallbacks(self)
+        self._done = DoneCallbacks()
+
+    @property
+    def id(self) -> str:
+        """A unique id of this chain (made when first read)."""
+        if self._id is None:
+            self._id = uuid.uuid4().hex
+        return self._id
 
     # --- consuming -------------------------------------------------------------------
 
@@ -206,12 +213,13 @@ class AsyncChain:
         Returns:
             ``cb``, so this also works as a decorator.
         """
-        self._done.add(cb)
+        self._done.add(self, cb)
         return cb
 
     # --- the loop --------------------------------------------------------------------
 
-    async def _run(self) -> AsyncGenerator[StreamChunk, None]:
+    async def _run(self, *, chunks: bool = True) -> AsyncGenerator[StreamChunk, None]:
+        """Run the chain, yielding its chunks (none when ``chunks`` is false)."""
         self.status = "running"
         started = time.perf_counter()
         self.started_at = time.time()
@@ -234,7 +242,7 @@ class AsyncChain:
                     chain=self,
                 )
                 self.responses.append(response)
-                async with aclosing(response._run()) as turn_run:
+                async with aclosing(response._run(chunks=chunks)) as turn_run:
                     async for chunk in turn_run:
                         yield chunk
                 messages.append(response.message)
@@ -272,14 +280,18 @@ class AsyncChain:
             await self._finish(ended_with)
 
     async def _finish(self, error: BaseException | None) -> None:
-        with anyio.CancelScope(shield=True):
-            hooks = self._hooks
-            if isinstance(error, Exception) and not isinstance(error, CancelChain):
-                if hooks.on_error:
+        hooks = self._hooks
+        failed = (
+            hooks.on_error and isinstance(error, Exception) and not isinstance(error, CancelChain)
+        )
+        if failed or hooks.on_chain_end:
+            # Only entered when there is a hook to await: a scope costs a few µs.
+            with anyio.CancelScope(shield=True):
+                if failed:
                     await hooks.emit("on_error", self, error)
-            if hooks.on_chain_end:
-                await hooks.emit("on_chain_end", self)
-            await self._done.run()
+                if hooks.on_chain_end:
+                    await hooks.emit("on_chain_end", self)
+        await self._done.run(self)  # shields itself when it has callbacks
 
     def __repr__(self) -> str:
         return f"<AsyncChain {self.model} turns={len(self.responses)} status={self.status}>"

@@ -1,4 +1,7 @@
-"""Building the HTTP client a provider uses: transport, limits, proxies, TLS.
+"""The HTTP client a provider uses: how it is built, and how its responses are let go.
+
+Building covers transport, limits, proxies and TLS; letting go, the body iterators and
+response objects a finished request leaves behind.
 
 One place decides how agentrt talks HTTP by default, so the choice (measured in
 ``benchmarks/``; see the README's Performance section) can change without touching the
@@ -8,14 +11,16 @@ environment, in which case httpx's own transport, the only one that honours it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
+from collections.abc import AsyncIterator
 
 import httpx
 
 from ._transport import LeanTransport
 
-__all__ = ["DEFAULT_LIMITS", "USER_AGENT", "make_client"]
+__all__ = ["DEFAULT_LIMITS", "USER_AGENT", "finish_iterator", "make_client", "unbind"]
 
 #: Pool limits of the clients agentrt builds. httpx's default (100 connections) makes
 #: thousands of concurrent chains queue on the pool, so the ceiling is set high.
@@ -89,3 +94,32 @@ def _ssl_context() -> ssl.SSLContext:
     if _SSL_CONTEXT is None:
         _SSL_CONTEXT = httpx.create_ssl_context()
     return _SSL_CONTEXT
+
+
+# --- after a response ---------------------------------------------------------------------
+
+
+async def finish_iterator(chunks: AsyncIterator[bytes]) -> None:
+    """Run httpx's body iterator to its end after the response was closed.
+
+    httpx reads a body through several nested async generators. When the caller stops
+    reading early, the inner ones would be left suspended and trio warns when they are
+    garbage collected. With the connection already closed, iterating once more ends them
+    all at once (with a read error, or after what was already buffered).
+    """
+    with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
+        async for _ in chunks:
+            pass
+
+
+_CLOSED_BODY = httpx.ByteStream(b"")
+
+
+def unbind(response: httpx.Response) -> None:
+    """Let refcounting free a closed response that came through ``httpx.AsyncClient.send``.
+
+    The client wraps the body in a stream that refers back to the response; with that cycle
+    every turn left garbage for the cyclic collector. A closed response reads no more.
+    """
+    if response.is_closed:
+        response.stream = _CLOSED_BODY

@@ -21,14 +21,12 @@ a server echoes back.
 
 from __future__ import annotations
 
-import contextlib
 import http
 import json
 import logging
 import os
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar
 
 import anyio
@@ -37,7 +35,7 @@ from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.retry import retry_if_result
 
-from ._client import DEFAULT_LIMITS, USER_AGENT, make_client
+from ._client import DEFAULT_LIMITS, USER_AGENT, finish_iterator, make_client, unbind
 from ._retry import RETRY_STATUSES, last_outcome, retry_after_from_headers
 from ._sse import SSEEvent, SSEParser
 from ._transport import LeanTransport
@@ -51,6 +49,7 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
+from .providers._wire import JSONCache, encode_body
 from .providers.base import Provider
 
 __all__ = [
@@ -160,6 +159,8 @@ class HTTPProvider(Provider):
         self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
         self._raw_headers: dict[bool, list[tuple[bytes, bytes]]] = {}
         self._extensions: dict[str, Any] | None = None
+        #: JSON of request parts already sent (see :mod:`agentrt.providers._wire`).
+        self._json_cache = JSONCache()
 
     # --- hooks for subclasses ------------------------------------------------------------
 
@@ -269,6 +270,7 @@ class HTTPProvider(Provider):
         request = self._build_request(path, body, params, sse=False)
         with self._map_errors():
             response = await self._send(request, stream=False)
+            unbind(response)
             response.raise_for_status()
         try:
             payload = json.loads(response.content)
@@ -327,9 +329,10 @@ class HTTPProvider(Provider):
             finally:
                 try:
                     await response.aclose()
+                    unbind(response)
                 finally:
                     if chunks is not None:
-                        await _finish_iterator(chunks)
+                        await finish_iterator(chunks)
 
     # --- internals -------------------------------------------------------------------------
 
@@ -339,7 +342,7 @@ class HTTPProvider(Provider):
         headers = self._headers
         if headers is None:
             headers = self._headers = {"content-type": "application/json", **self.auth_headers()}
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        content = encode_body(body)
         client = self.client
         if not self._direct(client):
             # A user's client: let it apply its own headers, cookies and settings.
@@ -493,33 +496,35 @@ class HTTPProvider(Provider):
             delay,
         )
 
-    @contextmanager
-    def _map_errors(self, progress: _Progress | None = None) -> Iterator[None]:
+    def _map_errors(self, progress: _Progress | None = None) -> _ErrorMap:
         """Translate transport and HTTP failures raised inside the block to agentrt errors.
 
         ``progress`` is given while a stream is being read, so that a broken stream says
         how much of it had arrived.
         """
-        try:
-            yield
-        except httpx.HTTPStatusError as exc:
-            raise self._error_from_response(exc.response) from self._detach(exc)
-        except httpx.TimeoutException as exc:
+        return _ErrorMap(self, progress)
+
+    def _mapped(self, exc: httpx.HTTPError, progress: _Progress | None) -> ProviderError | None:
+        """Return the agentrt error for an httpx failure, ``None`` if it is not mapped."""
+        if isinstance(exc, httpx.HTTPStatusError):
+            return self._error_from_response(exc.response)
+        if isinstance(exc, httpx.TimeoutException):
             where = f" {progress.describe()}" if progress and progress.bytes else ""
-            raise APITimeoutError(
+            return APITimeoutError(
                 f"the request timed out{where} ({type(exc).__name__}); raise timeout= "
                 "if the model needs longer",
                 provider=self.name,
-            ) from self._detach(exc)
-        except httpx.TransportError as exc:
+            )
+        if isinstance(exc, httpx.TransportError):
             if progress is not None:
                 what = f"the event stream broke {progress.describe()}"
             else:
                 what = f"could not get a response from {_origin(self.base_url)}"
-            raise APIConnectionError(
+            return APIConnectionError(
                 f"{what}: {self._scrub(str(exc)) or type(exc).__name__}",
                 provider=self.name,
-            ) from self._detach(exc)
+            )
+        return None
 
     def _detach(self, exc: httpx.HTTPError) -> httpx.HTTPError:
         """Drop the ``httpx.Request`` an httpx error holds, and return the error.
@@ -552,17 +557,27 @@ class HTTPProvider(Provider):
         return text.replace(key, _REDACTED) if key and key in text else text
 
 
-async def _finish_iterator(chunks: AsyncIterator[bytes]) -> None:
-    """Run httpx's body iterator to its end after the response was closed.
+class _ErrorMap:
+    """The context manager of :meth:`HTTPProvider._map_errors`.
 
-    httpx reads a body through several nested async generators. When the caller stops
-    reading early, the inner ones would be left suspended and trio warns when they are
-    garbage collected. With the connection already closed, iterating once more ends them
-    all at once (with a read error, or after what was already buffered).
+    A class rather than ``@contextmanager``: it is entered two or three times per turn, and
+    a generator-based one costs several times more.
     """
-    with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
-        async for _ in chunks:
-            pass
+
+    __slots__ = ("_progress", "_provider")
+
+    def __init__(self, provider: HTTPProvider, progress: _Progress | None) -> None:
+        self._provider = provider
+        self._progress = progress
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, httpx.HTTPError):
+            error = self._provider._mapped(exc, self._progress)
+            if error is not None:
+                raise error from self._provider._detach(exc)
 
 
 def _shorten(text: str, limit: int = _MAX_ERROR_TEXT) -> str:

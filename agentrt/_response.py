@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -50,7 +51,8 @@ async def run_to_end(owner: Any, what: str) -> None:
         UsageError: it is being streamed by another consumer right now.
     """
     if owner.status == "pending":
-        async with aclosing(owner._run()) as run:
+        # chunks=False: nobody reads them, so they are only made for ``on_chunk`` hooks.
+        async with aclosing(owner._run(chunks=False)) as run:
             async for _ in run:
                 pass
     elif owner.status == "running":
@@ -68,7 +70,7 @@ def parse_arguments(raw: str) -> dict[str, Any] | None:
     if not raw or raw.isspace():
         return {}
     try:
-        value = json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant)
+        value = _arguments_decoder.decode(raw)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -83,6 +85,10 @@ def _finite_float(text: str) -> float:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+# Made once: json.loads with these options would build a decoder on every call.
+_arguments_decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
 
 
 class ToolCallAssembler:
@@ -132,7 +138,8 @@ class AsyncResponse:
         id: a unique id of this response.
         model: the model id, e.g. ``"openai:gpt-4.1-mini"``.
         turn: the 0-based turn number within its chain.
-        chain: the chain this turn belongs to, or ``None`` for ``model.prompt()``.
+        chain: the chain this turn belongs to, or ``None`` for ``model.prompt()`` (held
+            weakly: also ``None`` once nothing else holds the chain).
         status: ``"pending"``, ``"running"``, then ``"completed"``, ``"failed"`` or
             ``"cancelled"``.
         error: the exception of a failed or cancelled turn.
@@ -153,11 +160,13 @@ class AsyncResponse:
         turn: int = 0,
         chain: Any = None,
     ) -> None:
-        self.id = uuid.uuid4().hex
+        self._id: str | None = None
         self.model = model
         self.request = request
         self.turn = turn
-        self.chain = chain
+        # Held weakly: the chain holds its responses, and a link back as strong would make
+        # every finished chain cyclic garbage instead of being freed by refcounting.
+        self._chain = weakref.ref(chain) if chain is not None else None
         self.status: Status = "pending"
         self.error: BaseException | None = None
         self.usage: Usage | None = None
@@ -173,7 +182,23 @@ class AsyncResponse:
         self._hooks = hooks
         self._text_parts: list[str] = []
         self._tool_calls: list[ToolCall] = []
-        self._done = DoneCallbacks(self)
+        self._done = DoneCallbacks()
+
+    @property
+    def id(self) -> str:
+        """A unique id of this response (made when first read)."""
+        if self._id is None:
+            self._id = uuid.uuid4().hex
+        return self._id
+
+    @property
+    def chain(self) -> Any:
+        """The chain this turn belongs to; ``None`` for ``model.prompt()``.
+
+        The response refers to its chain weakly: it is also ``None`` once nothing else
+        holds the chain.
+        """
+        return self._chain() if self._chain is not None else None
 
     # --- consuming -------------------------------------------------------------------
 
@@ -224,12 +249,13 @@ class AsyncResponse:
         Returns:
             ``cb``, so this also works as a decorator.
         """
-        self._done.add(cb)
+        self._done.add(self, cb)
         return cb
 
     # --- running ---------------------------------------------------------------------
 
-    async def _run(self) -> AsyncGenerator[StreamChunk, None]:
+    async def _run(self, *, chunks: bool = True) -> AsyncGenerator[StreamChunk, None]:
+        """Run the turn, yielding its chunks (none when ``chunks`` is false)."""
         self.status = "running"
         hooks = self._hooks
         started = time.perf_counter()
@@ -251,10 +277,12 @@ class AsyncResponse:
                         if not self._text_parts:
                             self.time_to_first_chunk = time.perf_counter() - started
                         self._text_parts.append(text)
-                        chunk = StreamChunk(content=text, turn=turn)
-                        if hooks.on_chunk:
-                            await hooks.emit("on_chunk", self, chunk)
-                        yield chunk
+                        if chunks or hooks.on_chunk:
+                            chunk = StreamChunk(content=text, turn=turn)
+                            if hooks.on_chunk:
+                                await hooks.emit("on_chunk", self, chunk)
+                            if chunks:
+                                yield chunk
                     elif kind is ToolCallDelta:
                         assembler.add(event)  # type: ignore[arg-type]
                     elif kind is UsageEvent:
@@ -267,10 +295,12 @@ class AsyncResponse:
             self._tool_calls = assembler.calls()
             self.finish_reason = _normalise_finish(self.finish_reason, bool(self._tool_calls))
             self.status = "completed"
-            final = StreamChunk(content="", finish_reason=self.finish_reason, turn=turn)
-            if hooks.on_chunk:
-                await hooks.emit("on_chunk", self, final)
-            yield final
+            if chunks or hooks.on_chunk:
+                final = StreamChunk(content="", finish_reason=self.finish_reason, turn=turn)
+                if hooks.on_chunk:
+                    await hooks.emit("on_chunk", self, final)
+                if chunks:
+                    yield final
         except BaseException as exc:
             ended_with = exc
             if isinstance(exc, Exception):
@@ -284,15 +314,18 @@ class AsyncResponse:
             await self._finish(ended_with)
 
     async def _finish(self, error: BaseException | None) -> None:
-        with anyio.CancelScope(shield=True):
-            if self.usage is not None:
-                record_usage(self.model, self.usage)
-            hooks = self._hooks
-            if isinstance(error, Exception) and hooks.on_error:
-                await hooks.emit("on_error", self, error)
-            if hooks.on_turn_end:
-                await hooks.emit("on_turn_end", self)
-            await self._done.run()
+        if self.usage is not None:
+            record_usage(self.model, self.usage)
+        hooks = self._hooks
+        failed = isinstance(error, Exception) and hooks.on_error
+        if failed or hooks.on_turn_end:
+            # Only entered when there is a hook to await: a scope costs a few µs per turn.
+            with anyio.CancelScope(shield=True):
+                if failed:
+                    await hooks.emit("on_error", self, error)
+                if hooks.on_turn_end:
+                    await hooks.emit("on_turn_end", self)
+        await self._done.run(self)  # shields itself when it has callbacks
 
     def __repr__(self) -> str:
         return f"<AsyncResponse {self.model} turn={self.turn} status={self.status}>"

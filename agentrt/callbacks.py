@@ -182,32 +182,35 @@ NO_HOOKS = Hooks()
 
 
 class DoneCallbacks:
-    """The ``on_done`` callbacks of one response or chain: run once, in order, isolated."""
+    """The ``on_done`` callbacks of one response or chain: run once, in order, isolated.
 
-    __slots__ = ("_callbacks", "_done", "_owner")
+    The owner is passed to each call rather than stored, so that an owner and its
+    callbacks form no reference cycle and a finished chain is freed by refcounting.
+    """
 
-    def __init__(self, owner: Any) -> None:
-        self._owner = owner
+    __slots__ = ("_callbacks", "_done")
+
+    def __init__(self) -> None:
         self._callbacks: list[AsyncCallback] = []
         self._done = False
 
-    def add(self, cb: Callable[..., Any]) -> None:
-        """Register ``cb``; if the owner already ended, run it now (sync) or start it (async)."""
+    def add(self, owner: Any, cb: Callable[..., Any]) -> None:
+        """Register ``cb``; if ``owner`` already ended, run it now (sync) or start it (async)."""
         async_cb = as_async(cb)
         if not self._done:
             self._callbacks.append(async_cb)
             return
         # Registered after the end: run at once.
         if async_cb is cb:
-            _run_late_async(async_cb, self._owner)
+            _run_late_async(async_cb, owner)
         else:
             try:
-                cb(self._owner)
+                cb(owner)
             except Exception:
                 logger.exception("agentrt on_done callback %s raised; continuing", _name(cb))
 
-    async def run(self) -> None:
-        """Run every callback once, shielded from cancellation."""
+    async def run(self, owner: Any) -> None:
+        """Run every callback once with ``owner``, shielded from cancellation."""
         if self._done:
             return
         self._done = True
@@ -216,7 +219,7 @@ class DoneCallbacks:
             return
         with anyio.CancelScope(shield=True):
             for cb in callbacks:
-                await call_isolated(cb, self._owner)
+                await call_isolated(cb, owner)
 
 
 def _run_late_async(cb: AsyncCallback, target: Any) -> None:

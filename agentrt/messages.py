@@ -46,10 +46,10 @@ class Usage(BaseModel):
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage.model_construct(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            total_tokens=self.total_tokens + other.total_tokens,
+        return Usage.of(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.total_tokens + other.total_tokens,
         )
 
     def __radd__(self, other: object) -> Usage:
@@ -63,6 +63,12 @@ class Usage(BaseModel):
         """Build a usage, deriving ``total_tokens`` when the provider did not send it."""
         if total_tokens is None:
             total_tokens = input_tokens + output_tokens
+        if type(input_tokens) is int and type(output_tokens) is int and type(total_tokens) is int:
+            # Validating plain ints (which keeps them as they are) is cheaper than
+            # model_construct; anything else a provider sent is kept unvalidated, as before.
+            return cls(
+                input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=total_tokens
+            )
         return cls.model_construct(
             input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=total_tokens
         )

@@ -166,9 +166,9 @@ class _Wrapper(Generic[W]):
             async def adapted_async(_inner: object) -> None:
                 await cb(self)
 
-            self._inner._done.add(adapted_async)
+            self._inner.on_done(adapted_async)
         else:
-            self._inner._done.add(lambda _inner: cb(self))
+            self._inner.on_done(lambda _inner: cb(self))
         return cb
 
     def __repr__(self) -> str:

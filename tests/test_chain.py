@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
 
-from agentrt import Message, UsageError, get_async_model, tool
+from agentrt import CallbackHandler, Message, UsageError, get_async_model, tool
 from agentrt._chain import cancelled_results, prompt_messages, tool_messages
 from agentrt._response import ToolCallAssembler, parse_arguments
 from agentrt.messages import ToolCall, ToolCallDelta
@@ -169,3 +172,69 @@ def test_tool_call_assembler_groups_fragments_by_index() -> None:
     ]
     assert calls[2].name == "third" and calls[2].arguments == {}
     assert calls[2].id.startswith("call_")
+
+
+@pytest.fixture
+def no_cyclic_gc() -> Iterator[None]:
+    """Turn the cyclic collector off: what is freed then was freed by refcounting."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+class EveryHook(CallbackHandler):
+    def on_chain_start(self, chain: Any) -> None:
+        chain.on_done(lambda c: None)
+
+    async def on_turn_start(self, response: Any) -> None:
+        @response.on_done
+        async def done(r: Any) -> None:
+            assert r.chain is not None
+
+    def on_chunk(self, response: Any, chunk: Any) -> None: ...
+    def on_turn_end(self, response: Any) -> None: ...
+    def on_tool_start(self, response: Any, call: Any) -> None: ...
+    def on_tool_end(self, response: Any, call: Any, result: Any) -> None: ...
+    def on_chain_end(self, chain: Any) -> None: ...
+
+
+@pytest.mark.parametrize("how", ["text", "iterate", "hooks"])
+async def test_a_finished_chain_is_freed_by_refcounting(no_cyclic_gc: None, how: str) -> None:
+    @tool
+    async def add_async(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    def two_tools(messages: list[Message], tools: Any) -> ModelTurn:
+        if messages[-1].role == "user":
+            return ModelTurn(
+                text="Adding. ", tool_calls=[call("add", a=2, b=3), call("add_async", a=1, b=1)]
+            )
+        return ModelTurn(text="Done.")
+
+    model = FunctionModel(two_tools)
+    callbacks = [EveryHook()] if how == "hooks" else []
+    chain = model.chain("2+3?", tools=[add, add_async], callbacks=callbacks)
+    if how == "iterate":
+        assert "".join([c.content async for c in chain]) == "Adding. Done."
+    else:
+        assert await chain.text() == "Adding. Done."
+    first = chain.responses[0]
+    assert first.chain is chain
+    chain_ref, response_ref = weakref.ref(chain), weakref.ref(first)
+    del chain, first
+    assert chain_ref() is None
+    assert response_ref() is None
+
+
+async def test_a_response_kept_after_its_chain_was_freed(no_cyclic_gc: None) -> None:
+    chain = FunctionModel(script).chain("2+3?", tools=[add])
+    await chain.text()
+    response = chain.responses[1]
+    assert response.chain is chain
+    del chain
+    assert response.chain is None  # held weakly
+    assert response.status == "completed" and await response.text() == "The answer is 5."

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentrt._sse import SSEEvent, SSEParser
+from agentrt._sse import SSEEvent, SSEParser, loads
 
 
 def parse(data: bytes) -> list[SSEEvent]:
@@ -140,3 +142,103 @@ def test_sse_long_line_in_many_pieces() -> None:
     data = f"data: {payload}\n\n".encode()
     events = [e for i in range(0, len(data), 7) for e in parser.feed(data[i : i + 7])]
     assert events == [SSEEvent(None, payload)]
+
+
+class _GeneralPathOnly(SSEParser):
+    """The parser without its fast path for pieces of whole events: the reference."""
+
+    __slots__ = ()
+
+    def _whole_events(self, data: bytes) -> list[SSEEvent] | None:
+        return None
+
+
+_VALUES = st.lists(
+    st.sampled_from([b"", b"x", b" ", b":", b"{}", "\u00e9\u65e5".encode(), b"\xe6\x97", b"\xff"]),
+    max_size=4,
+).map(b"".join)
+_DATA = _VALUES.map(lambda v: b"data: " + v)
+_LINES = st.one_of(
+    _DATA,  # three times: the well-formed lines the fast path takes are the common ones
+    _DATA,
+    _DATA,
+    _VALUES.map(lambda v: b"event: " + v),
+    _VALUES.map(lambda v: b"data:" + v),
+    st.sampled_from([b": ping", b"id: 1", b"retry: 5", b"\xef\xbb\xbfdata: a", b""]),
+)
+_EVENTS = st.tuples(
+    st.lists(_LINES, min_size=1, max_size=3),
+    st.sampled_from([b"\n", b"\n", b"\n", b"\r\n", b"\r"]),
+).map(lambda e: b"".join(line + e[1] for line in e[0]) + e[1])
+
+
+@settings(max_examples=300)
+@given(st.lists(_EVENTS, max_size=8), st.data())
+def test_sse_fast_path_gives_what_the_general_path_gives(
+    events: list[bytes], data: st.DataObject
+) -> None:
+    """Pieces cut at line ends (often whole events: the fast path's case) and anywhere."""
+    stream = b"".join(events)
+    line_ends = [i + 1 for i, byte in enumerate(stream) if byte == ord("\n")]
+    cuts = data.draw(st.lists(st.sampled_from(line_ends)) if line_ends else st.just([]))
+    cuts += data.draw(st.lists(st.integers(min_value=0, max_value=len(stream)), max_size=3))
+    points = sorted({0, len(stream), *cuts})
+    fast, general = SSEParser(), _GeneralPathOnly()
+    for a, b in itertools.pairwise(points):
+        assert fast.feed(stream[a:b]) == general.feed(stream[a:b])
+    assert fast.close() == general.close()
+    assert (fast.incomplete, fast.retry, fast.events_dispatched) == (
+        general.incomplete,
+        general.retry,
+        general.events_dispatched,
+    )
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"data: a\n\n", b"data: b\n\n"],
+        [b"event: e\ndata: a\n\ndata: b\n\n", b"event: \ndata: c\n\n"],
+        [b"data: a\n", b"data: b\n\n"],
+        [b"event: e\n", b"data: b\n\n"],
+        [b"data: a\n\nx", b"data: b\n\n"],
+        [b"data: a\n\n\xe6", b"data: b\n\n"],
+        [b"data: a\r", b"data: b\n\n"],
+        [b"data: \xe6\x97", b"\xa5\n\n", b"data: c\n\n"],
+        [b"data: a\n\n", b"\xef\xbb\xbfdata: b\n\n"],
+    ],
+)
+def test_sse_whole_event_pieces(pieces: list[bytes]) -> None:
+    fast, general = SSEParser(), _GeneralPathOnly()
+    assert [fast.feed(p) for p in pieces] == [general.feed(p) for p in pieces]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+).map(json.dumps)
+
+
+@given(
+    st.one_of(
+        _JSON,
+        st.tuples(
+            st.sampled_from(["", " ", "\n", "\ufeff"]),
+            _JSON,
+            st.sampled_from(["", " ", "x", "}", " 1"]),
+        ).map("".join),
+        st.text(max_size=12),
+    )
+)
+def test_loads_is_json_loads(text: str) -> None:
+    assert _outcome(loads, text) == _outcome(json.loads, text)
+
+
+def _outcome(parse: Any, text: str) -> str:
+    try:
+        return repr(parse(text))
+    except ValueError as exc:
+        return f"{type(exc).__name__}: {exc}"

@@ -48,6 +48,7 @@ import anyio
 import httpx
 
 from .._http import HTTPProvider, SSEEvent
+from .._sse import loads
 from ..errors import APIConnectionError, ProviderError
 from ..messages import (
     FinishEvent,
@@ -545,7 +546,7 @@ class AnthropicProvider(HTTPProvider):
         async with aclosing(self.post_sse(MESSAGES_PATH, body)) as sse_events:
             async for sse in sse_events:
                 try:
-                    data = json.loads(sse.data)
+                    data = loads(sse.data)
                 except ValueError as exc:
                     raise APIConnectionError(
                         self._scrub(

@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 import httpx
 
 from .._http import HTTPProvider
+from .._sse import loads
 from ..errors import APIConnectionError, BadRequestError, ServerError
 from ..messages import (
     FinishEvent,
@@ -458,7 +459,7 @@ class GeminiProvider(HTTPProvider):
 
     def _decode(self, data: str) -> dict[str, Any]:
         try:
-            payload = json.loads(data)
+            payload = loads(data)
         except ValueError as exc:
             raise ServerError(
                 self._scrub(f"Gemini sent a stream event that is not JSON: {data[:200]!r}"),

@@ -14,12 +14,14 @@ Wire notes that shape this module:
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any, ClassVar
 
 from .._http import HTTPProvider
+from .._sse import loads
 from ..errors import APIConnectionError, ProviderError, ServerError
 from ..messages import (
     FinishEvent,
@@ -28,10 +30,12 @@ from ..messages import (
     StreamEvent,
     TextDelta,
     ToolCallDelta,
+    ToolSpec,
     TurnRequest,
     Usage,
     UsageEvent,
 )
+from ._wire import Encoded, JSONCache, dumps
 
 __all__ = ["OpenAIProvider"]
 
@@ -80,7 +84,7 @@ class OpenAIProvider(HTTPProvider):
         Raises:
             ProviderError: the mapped HTTP, transport or in-stream failure.
         """
-        body = self.request_body(request, stream=stream)
+        body = self._wire_body(request, stream=stream)
         if not stream:
             for event in self._events_from_completion(await self.post_json(_PATH, body)):
                 yield event
@@ -113,19 +117,27 @@ class OpenAIProvider(HTTPProvider):
         if request.system:
             messages.append({"role": "system", "content": request.system})
         messages.extend(_message(m) for m in request.messages)
+        tools = [_tool(spec) for spec in request.tools] if request.tools else None
+        return self._body(request, messages, tools, stream=stream)
+
+    def _wire_body(self, request: TurnRequest, *, stream: bool) -> dict[str, Any]:
+        """Return :meth:`request_body` with the messages and tools as cached JSON text."""
+        if type(self).request_body is not OpenAIProvider.request_body:
+            return self.request_body(request, stream=stream)  # a subclass shapes the body
+        cache = self._json_cache
+        parts = [_message_json(cache, m) for m in request.messages]
+        if request.system:
+            parts.insert(0, dumps({"role": "system", "content": request.system}))
+        messages = Encoded(f"[{','.join(parts)}]")
+        tools = Encoded(_tools_json(cache, request.tools)) if request.tools else None
+        return self._body(request, messages, tools, stream=stream)
+
+    def _body(
+        self, request: TurnRequest, messages: Any, tools: Any, *, stream: bool
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model_name, "messages": messages}
-        if request.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": spec.name,
-                        "description": spec.description,
-                        "parameters": spec.parameters,
-                    },
-                }
-                for spec in request.tools
-            ]
+        if tools is not None:
+            body["tools"] = tools
         body.update(request.options)
         if stream:
             body["stream"] = True
@@ -174,20 +186,22 @@ class OpenAIProvider(HTTPProvider):
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue  # only one choice is requested; ignore any others
-            delta = choice.get("delta") or {}
+            delta = choice.get("delta") or _EMPTY
             text = delta.get("content") or delta.get("refusal")
             if text:
                 events.append(TextDelta(text))
             calls = delta.get("tool_calls")
             if calls:
-                events.extend(state.tool_delta(call) for call in calls)
+                events.extend([state.tool_delta(call) for call in calls])
             reason = choice.get("finish_reason")
             if reason:
                 state.finished = True
                 events.append(_finish(reason))
-        usage = _usage(chunk.get("usage"))
+        usage = chunk.get("usage")
         if usage is not None:
-            events.append(UsageEvent(usage))
+            parsed = _usage(usage)
+            if parsed is not None:
+                events.append(UsageEvent(parsed))
         return events
 
     def _error_from_body(self, error: Any) -> ProviderError:
@@ -209,6 +223,7 @@ class OpenAIProvider(HTTPProvider):
 
 
 _PATH = "/chat/completions"
+_EMPTY: dict[str, Any] = {}
 
 
 class _StreamState:
@@ -241,6 +256,47 @@ class _StreamState:
         elif call_id or name:
             self._named.add(index)
         return ToolCallDelta(index, call_id, name, _arguments(function.get("arguments")))
+
+
+def _message_json(cache: JSONCache, message: Message) -> str:
+    """The JSON of ``_message(message)``, from the cache when it was encoded before."""
+    key: tuple[Any, ...] = (message.role, message.content, message.tool_call_id)
+    for call in message.tool_calls:
+        raw = call.raw_arguments
+        if not raw:
+            return dumps(_message(message))  # encoded from a mutable dict: never cached
+        key += (call.id, call.name, raw)
+    text: str | None = cache.get(key)
+    if text is None:
+        text = dumps(_message(message))
+        cache.put(key, text)
+    return text
+
+
+def _tools_json(cache: JSONCache, specs: list[ToolSpec]) -> str:
+    """The JSON of the ``tools`` array, from the cache while the schemas are unchanged."""
+    key = ("tools", *[(spec.name, spec.description, id(spec.parameters)) for spec in specs])
+    schemas = [spec.parameters for spec in specs]
+    entry = cache.get(key)
+    if entry is not None and entry[1] == schemas:  # a schema may have been edited in place
+        text: str = entry[0]
+        return text
+    text = dumps([_tool(spec) for spec in specs])
+    if entry is None:
+        # The entry keeps the schemas alive, so the ids in its key stay theirs.
+        cache.put(key, text, (text, copy.deepcopy(schemas), schemas))
+    return text
+
+
+def _tool(spec: ToolSpec) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": spec.name,
+            "description": spec.description,
+            "parameters": spec.parameters,
+        },
+    }
 
 
 def _message(message: Message) -> dict[str, Any]:
@@ -291,7 +347,7 @@ def _usage(usage: Any) -> Usage | None:
 
 def _loads(data: str, index: int, scrub: Callable[[str], str]) -> dict[str, Any]:
     try:
-        value = json.loads(data)
+        value = loads(data)
     except ValueError as exc:
         # The bad chunk is quoted, with the key scrubbed in case the server echoed it.
         raise ServerError(

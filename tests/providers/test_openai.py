@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 
 import agentrt
@@ -623,3 +627,56 @@ async def test_malformed_tool_arguments_go_back_to_the_model(fake_server: FakeSe
         "tool_call_id": "call_good",
         "content": "3",
     }
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+@pytest.mark.parametrize("client", ["own", "user"])
+async def test_a_finished_chain_leaves_no_cyclic_garbage(
+    fake_server: FakeServer, stream: bool, client: str
+) -> None:
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    options: dict[str, Any] = {"http_client": httpx.AsyncClient()} if client == "user" else {}
+    model = agentrt.get_async_model(
+        "openai:gpt-test",
+        api_key=KEY,
+        base_url=fake_server.openai_base_url,
+        stream=stream,
+        **options,
+    )
+    async with model:
+        for warm in (False, True):  # the first chain also opens the connection
+            fake_server.push(
+                Turn(tool_calls=[ScriptedToolCall("add", '{"a": 1, "b": 2}', "call_1")]),
+                Turn(text="3"),
+            )
+            gc.collect()
+            gc.disable()  # what is freed now is freed by refcounting
+            try:
+                before = _ours()
+                chain = model.chain("add", tools=[add])
+                assert await chain.text() == "3"
+                freed = weakref.ref(chain)
+                del chain
+                assert freed() is None
+                if warm:
+                    assert _ours() - before == Counter()  # nothing left for the collector
+            finally:
+                gc.enable()
+    if client == "user":
+        await options["http_client"].aclose()
+
+
+def _ours() -> Counter[str]:
+    """The objects agentrt makes, or has httpx make, that only the cyclic collector could free."""
+    found: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        module = type(obj).__module__
+        if isinstance(obj, (Message, ToolCall)) or (
+            isinstance(module, str) and module.startswith(("agentrt.", "httpx."))
+        ):
+            found[type(obj).__qualname__] += 1
+    return found
