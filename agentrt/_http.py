@@ -36,9 +36,10 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.retry import retry_if_result
 
 from ._client import DEFAULT_LIMITS, USER_AGENT, finish_iterator, make_client, unbind
+from ._direct import Route, to_response
 from ._retry import RETRY_STATUSES, last_outcome, retry_after_from_headers
 from ._sse import SSEEvent, SSEParser
-from ._transport import LeanTransport
+from ._transport import LeanTransport, RawResponse
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -155,10 +156,8 @@ class HTTPProvider(Provider):
         self._client = http_client
         self._owns_client = http_client is None
         self._headers: dict[str, str] | None = None
-        # Per-request work done once: parsed URLs, encoded headers, timeout extension.
-        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
-        self._raw_headers: dict[bool, list[tuple[bytes, bytes]]] = {}
-        self._extensions: dict[str, Any] | None = None
+        # Per-endpoint work done once for agentrt's own client (see agentrt._direct).
+        self._routes: dict[tuple[str, tuple[tuple[str, str], ...], bool], Route] = {}
         #: JSON of request parts already sent (see :mod:`agentrt.providers._wire`).
         self._json_cache = JSONCache()
 
@@ -267,26 +266,35 @@ class HTTPProvider(Provider):
         Raises:
             ProviderError: the mapped failure, after retries where they apply.
         """
-        request = self._build_request(path, body, params, sse=False)
+        content = encode_body(body)
+        route = self._route(path, params, sse=False)
         with self._map_errors():
-            response = await self._send(request, stream=False)
-            unbind(response)
-            response.raise_for_status()
+            if route is not None:
+                response = await self._send_direct(route, content, stream=False)
+            else:
+                response = await self._send(self._build_request(path, content, params, sse=False))
+            if isinstance(response, RawResponse):
+                data = response.body.content
+            else:
+                unbind(response)
+                response.raise_for_status()
+                data = response.content
         try:
-            payload = json.loads(response.content)
+            payload = json.loads(data)
         except ValueError as exc:
+            text = data.decode("utf-8", "replace")
             raise ServerError(
-                f"the response was not valid JSON: {_shorten(response.text)}",
+                f"the response was not valid JSON: {_shorten(text)}",
                 provider=self.name,
-                status=response.status_code,
-                request_id=self.request_id(response),
+                status=_status_of(response),
+                request_id=self._request_id_of(response),
             ) from exc
         if not isinstance(payload, dict):
             raise ServerError(
                 f"expected a JSON object, got {type(payload).__name__}",
                 provider=self.name,
-                status=response.status_code,
-                request_id=self.request_id(response),
+                status=_status_of(response),
+                request_id=self._request_id_of(response),
             )
         return payload
 
@@ -304,15 +312,23 @@ class HTTPProvider(Provider):
         Raises:
             ProviderError: the mapped failure.
         """
-        request = self._build_request(path, body, params, sse=True)
+        content = encode_body(body)
+        route = self._route(path, params, sse=True)
         progress = _Progress()
         with self._map_errors(progress):
-            response = await self._send(request, stream=True)
+            if route is not None:
+                response = await self._send_direct(route, content, stream=True)
+            else:
+                request = self._build_request(path, content, params, sse=True)
+                response = await self._send(request, stream=True)
             chunks: AsyncIterator[bytes] | None = None
             try:
-                response.raise_for_status()
+                if isinstance(response, RawResponse):
+                    chunks = response.body.__aiter__()
+                else:
+                    response.raise_for_status()
+                    chunks = response.aiter_bytes()
                 parser = SSEParser()
-                chunks = response.aiter_bytes()
                 async for chunk in chunks:
                     progress.bytes += len(chunk)
                     for event in parser.feed(chunk):
@@ -323,108 +339,111 @@ class HTTPProvider(Provider):
                     raise APIConnectionError(
                         f"the event stream ended in the middle of an event {progress.describe()}",
                         provider=self.name,
-                        status=response.status_code,
-                        request_id=self.request_id(response),
+                        status=_status_of(response),
+                        request_id=self._request_id_of(response),
                     )
             finally:
-                try:
-                    await response.aclose()
-                    unbind(response)
-                finally:
-                    if chunks is not None:
-                        await finish_iterator(chunks)
+                if isinstance(response, RawResponse):
+                    try:
+                        if chunks is not None:
+                            await chunks.aclose()  # type: ignore[attr-defined]
+                    finally:
+                        await response.body.aclose()
+                else:
+                    try:
+                        await response.aclose()
+                        unbind(response)
+                    finally:
+                        if chunks is not None:
+                            await finish_iterator(chunks)
 
     # --- internals -------------------------------------------------------------------------
 
     def _build_request(
-        self, path: str, body: dict[str, Any], params: dict[str, str] | None, *, sse: bool
+        self, path: str, content: bytes, params: dict[str, str] | None, *, sse: bool
     ) -> httpx.Request:
+        """The request for a user's client: it applies its own headers, cookies, settings."""
+        headers = self._base_headers()
+        if sse:
+            headers = {**headers, "accept": "text/event-stream"}
+        return self.client.build_request(
+            "POST", self.base_url + path, content=content, headers=headers, params=params
+        )
+
+    def _base_headers(self) -> dict[str, str]:
         headers = self._headers
         if headers is None:
             headers = self._headers = {"content-type": "application/json", **self.auth_headers()}
-        content = encode_body(body)
+        return headers
+
+    def _route(self, path: str, params: dict[str, str] | None, *, sse: bool) -> Route | None:
+        """The cached :class:`Route` of an endpoint on agentrt's own client, else ``None``."""
+        key = (path, tuple(sorted(params.items())) if params else (), sse)
+        route = self._routes.get(key)
+        if route is not None:
+            return route
         client = self.client
         if not self._direct(client):
-            # A user's client: let it apply its own headers, cookies and settings.
-            if sse:
-                headers = {**headers, "accept": "text/event-stream"}
-            return client.build_request(
-                "POST", self.base_url + path, content=content, headers=headers, params=params
-            )
-        # Our own client has no defaults beyond what is cached here, so the request is
-        # built directly: httpx's build_request re-parses the URL and re-encodes every
-        # header on each call, a large share of a turn's CPU.
-        key = (path, tuple(sorted(params.items())) if params else ())
-        url = self._urls.get(key)
-        if url is None:
-            url = self._urls[key] = httpx.URL(self.base_url + path, params=params)
-        raw = self._raw_headers.get(sse)
-        if raw is None:
-            merged = {"user-agent": _USER_AGENT, **headers}
-            if sse:
-                merged["accept"] = "text/event-stream"
-            raw = self._raw_headers[sse] = [
-                (k.encode("ascii"), v.encode("latin-1")) for k, v in merged.items()
-            ]
-        if self._extensions is None:
-            self._extensions = {"timeout": client.timeout.as_dict()}
-        return httpx.Request(
-            "POST",
-            url,
-            content=content,
-            headers=[*raw, (b"content-length", str(len(content)).encode())],
-            extensions=self._extensions,
-        )
+            return None
+        merged = {"user-agent": _USER_AGENT, **self._base_headers()}
+        if sse:
+            merged["accept"] = "text/event-stream"
+        raw = [(k.encode("ascii"), v.encode("latin-1")) for k, v in merged.items()]
+        url = httpx.URL(self.base_url + path, params=params)
+        route = self._routes[key] = Route(url, raw, client.timeout.as_dict())
+        return route
 
-    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
-        """Send with retries; return a successful response or the last failed one (read)."""
-        client = self.client
-        transport = client._transport if self._direct(client) else None
+    async def _send_direct(
+        self, route: Route, content: bytes, *, stream: bool
+    ) -> RawResponse | httpx.Response:
+        """Send on agentrt's own transport; a success comes back raw, anything else as httpx's.
 
-        async def attempt() -> httpx.Response:
+        Same retry policy as :meth:`_send`: a failed first attempt (including a body that
+        broke while read, when not streaming) becomes the first outcome of the general
+        path, which builds the httpx request only then. Not streaming, the body of a raw
+        success has been read into ``body.content``.
+        """
+        transport = self.client._transport
+        assert isinstance(transport, LeanTransport)
+        first: httpx.Response | APIConnectionError
+        try:
             with self._map_errors():
                 try:
-                    if transport is None:
-                        response = await client.send(request, stream=stream)
-                    else:
-                        # Our own client adds nothing (no auth, cookies, redirects or
-                        # hooks), so its transport is called directly.
-                        response = await transport.handle_async_request(request)
-                        response.request = request
-                        if not stream:
-                            try:
-                                await response.aread()
-                            finally:
-                                await response.aclose()
+                    raw = await transport.send_raw(
+                        route.origin, route.head(len(content)), content, route.timeouts
+                    )
+                    if not stream:
+                        await raw.body.read()
                 except httpx.HTTPError as exc:
-                    logger.debug(
-                        "%s: %s %s failed: %s",
-                        self.name,
-                        request.method,
-                        request.url,
-                        type(exc).__name__,
-                    )
+                    logger.debug("%s: POST %s failed: %s", self.name, route.url, type(exc).__name__)
                     raise
-                if not response.is_success and stream:
-                    try:
-                        await response.aread()
-                    finally:
-                        await response.aclose()
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "%s: %s %s -> HTTP %d",
-                        self.name,
-                        request.method,
-                        request.url,
-                        response.status_code,
-                    )
-                return response
+        except APIConnectionError as exc:
+            if not self.max_retries:
+                raise
+            first = exc
+        else:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s: POST %s -> HTTP %d", self.name, route.url, raw.status)
+            if 200 <= raw.status < 300:
+                return raw
+            first = to_response(raw, None, await raw.body.read() if stream else raw.body.content)
+            if not self.max_retries or first.status_code not in self.retry_statuses:
+                first.request = route.request(content)
+                return first
+        return await self._retry(route.request(content), stream, first)
 
+    def _request_id_of(self, response: httpx.Response | RawResponse) -> str | None:
+        if isinstance(response, RawResponse):
+            response = to_response(response, None, b"")
+        return self.request_id(response)
+
+    async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """Send with retries; return a successful response or the last failed one (read)."""
         # The happy path pays nothing for retries: tenacity is entered only after a first
         # attempt that needs one, and then replays that attempt's outcome as its first.
         first: httpx.Response | APIConnectionError
         try:
-            first = await attempt()
+            first = await self._attempt(request, stream)
         except APIConnectionError as exc:
             if not self.max_retries:
                 raise
@@ -432,18 +451,64 @@ class HTTPProvider(Provider):
         else:
             if not self.max_retries or first.status_code not in self.retry_statuses:
                 return first
+        return await self._retry(request, stream, first)
+
+    async def _attempt(self, request: httpx.Request, stream: bool) -> httpx.Response:
+        """One attempt through httpx (a user's client, or a retry on agentrt's own)."""
+        client = self.client
+        transport = client._transport if self._direct(client) else None
+        with self._map_errors():
+            try:
+                if transport is None:
+                    response = await client.send(request, stream=stream)
+                else:
+                    # Our own client adds nothing (no auth, cookies, redirects or hooks),
+                    # so its transport is called directly.
+                    response = await transport.handle_async_request(request)
+                    response.request = request
+                    if not stream:
+                        try:
+                            await response.aread()
+                        finally:
+                            await response.aclose()
+            except httpx.HTTPError as exc:
+                logger.debug(
+                    "%s: %s %s failed: %s",
+                    self.name,
+                    request.method,
+                    request.url,
+                    type(exc).__name__,
+                )
+                raise
+            if not response.is_success and stream:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s: %s %s -> HTTP %d",
+                    self.name,
+                    request.method,
+                    request.url,
+                    response.status_code,
+                )
+            return response
+
+    async def _retry(
+        self, request: httpx.Request, stream: bool, first: httpx.Response | APIConnectionError
+    ) -> httpx.Response:
+        """Retry after a first outcome that asks for it, as tenacity's first attempt."""
         replayed = False
 
-        async def attempt_after(
-            first: httpx.Response | APIConnectionError = first,
-        ) -> httpx.Response:
+        async def attempt_after() -> httpx.Response:
             nonlocal replayed
             if not replayed:
                 replayed = True
                 if isinstance(first, APIConnectionError):
                     raise first
                 return first
-            return await attempt()
+            return await self._attempt(request, stream)
 
         retrying = AsyncRetrying(
             sleep=anyio.sleep,
@@ -583,6 +648,10 @@ class _ErrorMap:
 def _shorten(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _status_of(response: httpx.Response | RawResponse) -> int:
+    return response.status if isinstance(response, RawResponse) else response.status_code
 
 
 def _status_phrase(status: int) -> str:

@@ -29,7 +29,8 @@ from __future__ import annotations
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import NamedTuple
 
 import anyio
 import anyio.lowlevel
@@ -37,7 +38,7 @@ import httpx
 
 from ._conn import Conn, open_conn
 
-__all__ = ["LeanTransport"]
+__all__ = ["LeanTransport", "RawResponse"]
 
 _MAX_HEAD = 64 * 1024
 
@@ -159,20 +160,53 @@ class LeanTransport(httpx.AsyncBaseTransport):
         url = request.url
         scheme = url.raw_scheme
         port = url.port or (443 if scheme == b"https" else 80)
-        origin = (scheme, url.raw_host, port)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         try:
             body = request.content
         except httpx.RequestNotRead:
             body = await request.aread()
         head = _request_head(request, len(body))
+        raw = await self.send_raw(
+            (scheme, url.raw_host, port),
+            head,
+            body,
+            timeouts,
+            method=request.method,
+            request=request,
+        )
+        return httpx.Response(
+            raw.status,
+            headers=raw.headers,
+            stream=raw.body,
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": raw.reason},
+        )
+
+    async def send_raw(
+        self,
+        origin: tuple[bytes, bytes, int],
+        head: bytes,
+        body: bytes,
+        timeouts: Mapping[str, float | None],
+        *,
+        method: str = "POST",
+        request: httpx.Request | None = None,
+    ) -> RawResponse:
+        """Send one request whose head is already encoded; return the status, headers and body.
+
+        The lower half of :meth:`handle_async_request`, for callers that build no
+        ``httpx.Request`` and read the body themselves (agentrt's own providers). Failures
+        are the same httpx exceptions; ``request`` only goes into them.
+        """
         payload = head + body if len(body) < 65536 else None
         await self._acquire_slot(timeouts.get("pool"))
         conn = await self._take_idle(origin)
         if conn is not None:
             self._active.add(conn)  # the connection now holds the slot
             try:
-                return await self._exchange(request, origin, conn, head, body, payload, timeouts)
+                return await self._exchange(
+                    request, method, origin, conn, head, body, payload, timeouts
+                )
             except _Stale:
                 pass  # dropped, and its slot freed
             await self._acquire_slot(timeouts.get("pool"))
@@ -184,7 +218,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise
         self._active.add(conn)
         try:
-            return await self._exchange(request, origin, conn, head, body, payload, timeouts)
+            return await self._exchange(
+                request, method, origin, conn, head, body, payload, timeouts
+            )
         except _Stale as exc:
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a response.", request=request
@@ -202,14 +238,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     async def _exchange(
         self,
-        request: httpx.Request,
+        request: httpx.Request | None,
+        method: str,
         origin: tuple[bytes, bytes, int],
         conn: Conn,
         head: bytes,
         body: bytes,
         payload: bytes | None,
-        timeouts: dict[str, float | None],
-    ) -> httpx.Response:
+        timeouts: Mapping[str, float | None],
+    ) -> RawResponse:
         try:
             write_timeout = timeouts.get("write")
             if payload is not None:
@@ -236,15 +273,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             await self._drop(conn)
             raise
         body_stream = _Body(
-            self, origin, conn, headers, keep_alive, request, timeouts.get("read"), request.method
+            self, origin, conn, headers, keep_alive, request, timeouts.get("read"), method
         )
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=body_stream,
-            request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
-        )
+        return RawResponse(status, reason, headers, body_stream)
 
     async def _read_head(
         self, conn: Conn, seconds: float | None
@@ -296,6 +327,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 await conn.aclose()
 
 
+class RawResponse(NamedTuple):
+    """A response as :meth:`LeanTransport.send_raw` returns it."""
+
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: _Body
+
+
 class _Body(httpx.AsyncByteStream):
     """The body of one response; returns the connection to the pool once fully read."""
 
@@ -306,7 +346,7 @@ class _Body(httpx.AsyncByteStream):
         conn: Conn,
         headers: list[tuple[bytes, bytes]],
         keep_alive: bool,
-        request: httpx.Request,
+        request: httpx.Request | None,
         timeout: float | None,
         method: str,
     ) -> None:
@@ -316,6 +356,8 @@ class _Body(httpx.AsyncByteStream):
         self._keep_alive = keep_alive
         self._request = request
         self._timeout = timeout
+        #: The whole body, once :meth:`read`.
+        self.content = b""
         self._length: int | None = None
         self._chunked = False
         for name, value in headers:
@@ -457,6 +499,16 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         # Closed before the end of the body: the connection cannot be reused.
         await self._discard()
+
+    async def read(self) -> bytes:
+        """Read the whole body into ``content`` (the connection goes back to the pool)."""
+        pieces = self.__aiter__()
+        try:
+            self.content = b"".join([piece async for piece in pieces])
+        finally:
+            await pieces.aclose()  # type: ignore[attr-defined]
+            await self._discard()
+        return self.content
 
 
 def _request_head(request: httpx.Request, length: int) -> bytes:
