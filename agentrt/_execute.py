@@ -2,7 +2,8 @@
 
 Guarantees:
 - every call of a turn runs concurrently in one task group, and a failing call never
-  cancels its siblings;
+  cancels its siblings; sync calls, which cannot run more at once than the limiter has
+  tokens, are taken in order by that many tasks;
 - async tools run on the event loop, sync tools in worker threads (``_threads``: a cheap
   hop on asyncio, ``anyio.to_thread.run_sync`` on trio) under a ``CapacityLimiter``, with
   the caller's contextvars;
@@ -21,13 +22,15 @@ from __future__ import annotations
 
 import contextvars
 import json
+import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 import pydantic
 from pydantic_core import to_json
 
@@ -82,15 +85,44 @@ class ToolRunner:
         if len(calls) == 1:
             results[0] = await self._run_one(calls[0], hooks, owner)
         else:
+            threaded = [i for i, call in enumerate(calls) if self._threaded(call)]
+            own_task = set(range(len(calls))).difference(threaded)
             async with anyio.create_task_group() as tg:
                 for index, call in enumerate(calls):
-                    tg.start_soon(self._run_into, results, index, call, hooks, owner)
+                    if index in own_task:
+                        tg.start_soon(self._run_into, results, index, call, hooks, owner)
+                # Sync calls cannot run more at once than the limiter has tokens, so they are
+                # fed to that many tasks rather than given one each: starting a task is
+                # costly, and a turn of a thousand calls would wait for all to start.
+                pending = iter(threaded)
+                for _ in range(min(len(threaded), self._thread_tokens())):
+                    tg.start_soon(self._feed, pending, results, calls, hooks, owner)
         return [r for r in results if r is not None]
 
     async def _run_into(
         self, results: list[ToolResult | None], index: int, call: ToolCall, hooks: Hooks, owner: Any
     ) -> None:
         results[index] = await self._run_one(call, hooks, owner)
+
+    async def _feed(
+        self,
+        pending: Iterator[int],
+        results: list[ToolResult | None],
+        calls: Sequence[ToolCall],
+        hooks: Hooks,
+        owner: Any,
+    ) -> None:
+        for index in pending:  # shared by the feeding tasks: each takes the next call
+            results[index] = await self._run_one(calls[index], hooks, owner)
+
+    def _threaded(self, call: ToolCall) -> bool:
+        tool = self.tools.get(call.name)
+        return tool is not None and not tool.implementation(prefer_sync=self.prefer_sync)[1]
+
+    def _thread_tokens(self) -> int:
+        limiter = self.limiter or anyio.to_thread.current_default_thread_limiter()
+        tokens = limiter.total_tokens
+        return int(tokens) if tokens != math.inf else 1 << 30
 
     async def _run_one(self, call: ToolCall, hooks: Hooks, owner: Any) -> ToolResult:
         started = time.perf_counter()
@@ -152,11 +184,11 @@ class ToolRunner:
             # None: anyio's per-loop default limiter (40 threads).
             return await run_in_thread(partial(_run_sync_tool, fn, kwargs), limiter=self.limiter)
         try:
-            with anyio.fail_after(tool.timeout) as scope:
+            with anyio.fail_after(tool.timeout):
                 if is_async:
                     return await fn(**kwargs)
                 return await run_in_thread(
-                    partial(_run_sync_tool, fn, kwargs), limiter=self.limiter, scope=scope
+                    partial(_run_sync_tool, fn, kwargs), limiter=self.limiter
                 )
         except TimeoutError as exc:
             raise ToolTimeoutError(

@@ -34,7 +34,7 @@ import anyio
 import anyio.to_thread
 
 try:  # anyio's registry of worker threads, for anyio.from_thread inside tools
-    from anyio._backends._asyncio import AsyncIOBackend, _task_states
+    from anyio._backends._asyncio import AsyncIOBackend
     from anyio._core._eventloop import set_current_async_library, threadlocals
     from anyio.lowlevel import EventLoopToken
 except ImportError:  # pragma: no cover - a future anyio moved them: use anyio's own pool
@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - a future anyio moved them: use anyio's
 else:
     _FAST = True
 
-__all__ = ["IDLE_SECONDS", "run_in_thread"]
+__all__ = ["IDLE_SECONDS", "run_in_thread", "running_asyncio_loop"]
 
 #: Seconds an idle worker thread waits for work before it exits.
 IDLE_SECONDS = 10.0
@@ -151,24 +151,14 @@ def _finish(
 _pool = _Pool()
 
 
-async def run_in_thread(
-    fn: Callable[[], Any],
-    *,
-    limiter: anyio.CapacityLimiter | None,
-    scope: anyio.CancelScope | None = None,
-) -> Any:
+async def run_in_thread(fn: Callable[[], Any], *, limiter: anyio.CapacityLimiter | None) -> Any:
     """Run ``fn()`` in a worker thread under ``limiter`` and return its result.
 
     Args:
         fn: the call, arguments bound.
         limiter: bounds the threads running at once; ``None`` is anyio's per-loop default.
-        scope: the caller's innermost cancel scope, for ``anyio.from_thread.check_cancelled``
-            (``None``: the task's current one).
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio (trio)
-        loop = None
+    loop = running_asyncio_loop()
     if not _FAST or loop is None:
         return await anyio.to_thread.run_sync(fn, limiter=limiter, abandon_on_cancel=True)
     # A call whose scope is already cancelled must not start (a full checkpoint would cost
@@ -177,9 +167,6 @@ async def run_in_thread(
     await AsyncIOBackend.checkpoint_if_cancelled()
     if limiter is None:
         limiter = AsyncIOBackend.current_default_thread_limiter()
-    if scope is None:
-        state = _task_states.get(asyncio.current_task())  # type: ignore[arg-type]
-        scope = state.cancel_scope if state is not None else None
     borrower = object()  # one per call: an abandoned call keeps its token, not the task
     try:
         limiter.acquire_on_behalf_of_nowait(borrower)
@@ -189,8 +176,37 @@ async def run_in_thread(
     try:
         context = contextvars.copy_context()
         context.run(set_current_async_library, None)
-        _pool.submit((loop, future, context, fn, scope, limiter, borrower))
+        _pool.submit((loop, future, context, fn, _Cancelled(future), limiter, borrower))
     except BaseException:
         limiter.release_on_behalf_of(borrower)
         raise
     return await future
+
+
+def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio event loop, or ``None`` on trio."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class _Cancelled:
+    """What ``anyio.from_thread.check_cancelled`` reads in a worker: was the call abandoned?
+
+    It walks cancel scopes through ``cancel_called``, ``shield`` and ``_parent_scope``; the
+    call's future is cancelled exactly when the awaiting task was (by any scope, a timeout,
+    or ``Task.cancel``), so this one object answers for all of them.
+    """
+
+    __slots__ = ("_future",)
+
+    shield = False
+    _parent_scope = None
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self._future = future
+
+    @property
+    def cancel_called(self) -> bool:
+        return self._future.cancelled()

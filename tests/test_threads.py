@@ -166,3 +166,41 @@ async def test_a_sync_tool_can_see_that_its_chain_was_cancelled() -> None:
             scope.cancel()
     assert chain.status == "cancelled"
     assert await anyio.to_thread.run_sync(saw_cancel.wait, 5)
+
+
+async def test_async_calls_are_not_held_back_by_the_thread_limiter() -> None:
+    arrived = 0
+    all_async_started = anyio.Event()
+    lock = threading.Lock()
+    running = peak = 0
+
+    @agentrt.tool
+    async def gather_point(n: int) -> int:
+        """Wait until every async call of the turn has started."""
+        nonlocal arrived
+        arrived += 1
+        if arrived == 5:
+            all_async_started.set()
+        with anyio.fail_after(5):
+            await all_async_started.wait()
+        return n
+
+    @agentrt.tool
+    def blocking(n: int) -> int:
+        """Hold the only thread briefly."""
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        threading.Event().wait(0.01)
+        with lock:
+            running -= 1
+        return n
+
+    turn = [call("blocking", n=i) if i % 2 else call("gather_point", n=i) for i in range(10)]
+    model = agentrt.get_async_model(calls_then_answer(turn))
+    chain = model.chain("go", tools=[gather_point, blocking], limiter=anyio.CapacityLimiter(1))
+    await chain.text()
+    assert [r.content for r in chain.tool_results] == [str(i) for i in range(10)]
+    assert not any(r.is_error for r in chain.tool_results)
+    assert peak == 1
