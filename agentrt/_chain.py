@@ -285,8 +285,7 @@ class AsyncChain:
             hooks.on_error and isinstance(error, Exception) and not isinstance(error, CancelChain)
         )
         if failed or hooks.on_chain_end:
-            # Only entered when there is a hook to await: a scope costs a few µs.
-            with anyio.CancelScope(shield=True):
+            with hooks.shield():  # a scope only when a hook can await
                 if failed:
                     await hooks.emit("on_error", self, error)
                 if hooks.on_chain_end:

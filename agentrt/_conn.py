@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 
 import anyio
@@ -205,12 +206,18 @@ class ProtocolConn(Conn, asyncio.Protocol):
                 raise self._end_error()
 
     def reusable(self) -> bool:
-        return not self.buffer and not self._ended
+        # A connection belongs to the loop that opened it: one left in the pool by an
+        # earlier ``asyncio.run()`` cannot be used (or properly closed) from another.
+        return not self.buffer and not self._ended and self._loop is _running_loop()
 
     async def aclose(self) -> None:
         self._ended = True
         transport = self._transport
         if transport is None:  # never opened, or already closed
+            return
+        if self._loop is not _running_loop():
+            self._transport = None
+            _close_orphan(transport)
             return
         if self._closed is None:
             self._closed = self._loop.create_future()
@@ -222,6 +229,33 @@ class ProtocolConn(Conn, asyncio.Protocol):
                 await asyncio.shield(self._closed)
             if self._transport is not None:
                 self._transport.abort()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _close_orphan(transport: asyncio.Transport) -> None:
+    """Close the socket of a transport whose event loop is closed or elsewhere.
+
+    ``abort()`` schedules the close on the transport's own loop, which fails on a closed
+    one; the selector transports' ``_call_connection_lost`` closes the socket at once (it
+    is what the scheduled callback would have run).
+    """
+    with contextlib.suppress(Exception):
+        transport.abort()
+    finish = getattr(transport, "_call_connection_lost", None)
+    if finish is not None:
+        with contextlib.suppress(Exception):
+            finish(None)
+        return
+    sock = transport.get_extra_info("socket")  # not a selector transport: at least hang up
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

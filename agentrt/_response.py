@@ -16,8 +16,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import anyio
-
 from .callbacks import DoneCallbacks, Hooks, record_usage
 from .errors import UsageError
 from .messages import (
@@ -319,8 +317,7 @@ class AsyncResponse:
         hooks = self._hooks
         failed = isinstance(error, Exception) and hooks.on_error
         if failed or hooks.on_turn_end:
-            # Only entered when there is a hook to await: a scope costs a few µs per turn.
-            with anyio.CancelScope(shield=True):
+            with hooks.shield():  # a scope only when a hook can await
                 if failed:
                     await hooks.emit("on_error", self, error)
                 if hooks.on_turn_end:

@@ -8,12 +8,15 @@ logged (with the traceback) and never breaks the chain or the next callback.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -46,11 +49,22 @@ HOOK_NAMES = (
 
 def is_async_callable(cb: Any) -> bool:
     """Whether calling ``cb`` returns a coroutine (async functions, partials, objects)."""
+    function = getattr(cb, "__func__", cb)  # a bound method: its function decides
+    known = _ASYNC_FUNCTIONS.get(function) if isinstance(function, FunctionType) else None
+    if known is not None:
+        return known
     while isinstance(cb, functools.partial):
         cb = cb.func
-    return inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(
+    result = inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(
         getattr(cb, "__call__", None)  # noqa: B004 - objects with an async __call__
     )
+    if isinstance(function, FunctionType):
+        _ASYNC_FUNCTIONS[function] = result
+    return result
+
+
+#: Functions already inspected: a chain with handlers looks up the same methods each time.
+_ASYNC_FUNCTIONS: weakref.WeakKeyDictionary[FunctionType, bool] = weakref.WeakKeyDictionary()
 
 
 def as_async(cb: Callable[..., Any]) -> AsyncCallback:
@@ -124,7 +138,7 @@ class CallbackHandler:
 class Hooks:
     """The handlers' overridden hooks, each a tuple of async callables (empty when unused)."""
 
-    __slots__ = HOOK_NAMES
+    __slots__ = (*HOOK_NAMES, "has_async")
 
     on_chain_start: tuple[AsyncCallback, ...]
     on_turn_start: tuple[AsyncCallback, ...]
@@ -138,6 +152,7 @@ class Hooks:
 
     def __init__(self, handlers: Iterable[CallbackHandler] = (), on_chunk: Any = None) -> None:
         handlers = tuple(handlers)
+        self.has_async = False
         for name in HOOK_NAMES:
             found = []
             for handler in handlers:
@@ -148,11 +163,14 @@ class Hooks:
                     )
                 method = getattr(type(handler), name)
                 if method is not getattr(CallbackHandler, name):
-                    found.append(as_async(getattr(handler, name)))
+                    bound = getattr(handler, name)
+                    self.has_async = self.has_async or is_async_callable(bound)
+                    found.append(as_async(bound))
             setattr(self, name, tuple(found))
         if on_chunk is not None:
             # The ``on_chunk=`` argument takes the chunk only.
             cb = as_async(on_chunk)
+            self.has_async = self.has_async or cb is on_chunk
 
             async def chunk_only(_response: Any, chunk: Any) -> None:
                 await cb(chunk)
@@ -163,6 +181,14 @@ class Hooks:
     def empty(self) -> bool:
         """Whether no hook is registered at all."""
         return not any(getattr(self, name) for name in HOOK_NAMES)
+
+    def shield(self) -> AbstractContextManager[Any]:
+        """A cancel scope shielding hooks that may await; nothing when all are sync.
+
+        A sync hook never suspends, so cancellation cannot reach it: entering a scope for
+        it would only cost time on every turn.
+        """
+        return anyio.CancelScope(shield=True) if self.has_async else _NO_SHIELD
 
     async def emit(self, name: str, *args: Any) -> None:
         """Call every callback of hook ``name`` in order, isolated from each other."""
@@ -179,6 +205,7 @@ class Hooks:
 
 
 NO_HOOKS = Hooks()
+_NO_SHIELD = contextlib.nullcontext()
 
 
 class DoneCallbacks:
@@ -188,17 +215,19 @@ class DoneCallbacks:
     callbacks form no reference cycle and a finished chain is freed by refcounting.
     """
 
-    __slots__ = ("_callbacks", "_done")
+    __slots__ = ("_callbacks", "_done", "_has_async")
 
     def __init__(self) -> None:
         self._callbacks: list[AsyncCallback] = []
         self._done = False
+        self._has_async = False  # a sync callback never suspends: no shield needed
 
     def add(self, owner: Any, cb: Callable[..., Any]) -> None:
         """Register ``cb``; if ``owner`` already ended, run it now (sync) or start it (async)."""
         async_cb = as_async(cb)
         if not self._done:
             self._callbacks.append(async_cb)
+            self._has_async = self._has_async or async_cb is cb
             return
         # Registered after the end: run at once.
         if async_cb is cb:
@@ -217,7 +246,7 @@ class DoneCallbacks:
         callbacks, self._callbacks = self._callbacks, []
         if not callbacks:
             return
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True) if self._has_async else _NO_SHIELD:
             for cb in callbacks:
                 await call_isolated(cb, owner)
 

@@ -97,3 +97,22 @@ async def test_pool_timeout_when_every_connection_stays_busy(slow_server: FakeSe
 def test_bad_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         LeanTransport(max_connections=0)
+
+
+def test_one_model_across_several_asyncio_runs(fake_server: FakeServer) -> None:
+    """Pooled connections belong to the loop that opened them: a later loop opens its own."""
+    import asyncio
+
+    import agentrt
+
+    model = agentrt.get_async_model(
+        "openai:gpt-x", api_key="sk-test", base_url=fake_server.openai_base_url
+    )
+
+    async def ask(n: int) -> str:
+        fake_server.push(Turn(text=f"answer {n}"))
+        return await model.prompt(f"question {n}").text()
+
+    answers = [asyncio.run(ask(n)) for n in range(3)]
+    assert answers == ["answer 0", "answer 1", "answer 2"]
+    asyncio.run(model.aclose())
