@@ -230,11 +230,14 @@ class AsyncChain:
         messages.extend(self.prompt)
         unanswered: list[ToolCall] = []
         ended_with: BaseException | None = None
+        wire_cache: dict[Any, Any] = {}  # providers' encodings of this chain's messages
         try:
             for turn in range(self.max_turns):
                 response = AsyncResponse(
                     self._model.provider,
-                    TurnRequest(list(messages), self.system, self._specs, self._options),
+                    TurnRequest(
+                        list(messages), self.system, self._specs, self._options, wire_cache
+                    ),
                     model=self.model,
                     stream=self._stream,
                     hooks=hooks,

@@ -144,6 +144,10 @@ class TurnRequest:
     tools: list[ToolSpec] = field(default_factory=list)
     #: Generation options passed through to the provider (temperature, max_tokens, ...).
     options: dict[str, Any] = field(default_factory=dict)
+    #: Where a provider may keep what it derived from these messages (e.g. their JSON) for
+    #: the next turn: a chain passes the same dict on every turn, so it lives as long as
+    #: the chain. Providers key entries by the values they were made from.
+    wire_cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 # --- events a provider yields for one turn -----------------------------------------------

@@ -124,12 +124,13 @@ class OpenAIProvider(HTTPProvider):
         """Return :meth:`request_body` with the messages and tools as cached JSON text."""
         if type(self).request_body is not OpenAIProvider.request_body:
             return self.request_body(request, stream=stream)  # a subclass shapes the body
-        cache = self._json_cache
+        # Messages: cached per chain (they die with it); the tool list: per provider.
+        cache = request.wire_cache
         parts = [_message_json(cache, m) for m in request.messages]
         if request.system:
             parts.insert(0, dumps({"role": "system", "content": request.system}))
         messages = Encoded(f"[{','.join(parts)}]")
-        tools = Encoded(_tools_json(cache, request.tools)) if request.tools else None
+        tools = Encoded(_tools_json(self._json_cache, request.tools)) if request.tools else None
         return self._body(request, messages, tools, stream=stream)
 
     def _body(
@@ -258,7 +259,7 @@ class _StreamState:
         return ToolCallDelta(index, call_id, name, _arguments(function.get("arguments")))
 
 
-def _message_json(cache: JSONCache, message: Message) -> str:
+def _message_json(cache: dict[Any, Any], message: Message) -> str:
     """The JSON of ``_message(message)``, from the cache when it was encoded before."""
     key: tuple[Any, ...] = (message.role, message.content, message.tool_call_id)
     for call in message.tool_calls:
@@ -268,8 +269,7 @@ def _message_json(cache: JSONCache, message: Message) -> str:
         key += (call.id, call.name, raw)
     text: str | None = cache.get(key)
     if text is None:
-        text = dumps(_message(message))
-        cache.put(key, text)
+        text = cache[key] = dumps(_message(message))
     return text
 
 

@@ -680,3 +680,40 @@ def _ours() -> Counter[str]:
         ):
             found[type(obj).__qualname__] += 1
     return found
+
+
+@pytest.mark.anyio
+async def test_a_model_keeps_nothing_of_a_finished_chains_history(fake_server: FakeServer) -> None:
+    """Encodings of a chain's messages are reused between its turns, and die with it."""
+    import tracemalloc
+
+    @agentrt.tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    model = agentrt.get_async_model(
+        "openai:gpt-test", api_key="sk-test", base_url=fake_server.openai_base_url
+    )
+    async with model:
+        fake_server.push(Turn(text="warm"))
+        await model.chain("warm-up").text()  # lazy imports, the connection, the tool list
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(3):
+                fake_server.push(
+                    Turn(tool_calls=[tool_call("add", '{"a": 1, "b": 2}', f"c{n}")]),
+                    Turn(text=f"done {n}"),
+                )
+                prompt = f"{n} " + "x" * 1_000_000  # a 1 MB prompt, sent on both turns
+                chain = model.chain(prompt, tools=[add])
+                assert await chain.text() == f"done {n}"
+                del chain, prompt
+            fake_server.reset()  # the in-process fake server records every request it got
+            gc.collect()
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert kept < 500_000, f"{kept} bytes still held after three 1 MB chains"

@@ -43,10 +43,13 @@ def test_a_growing_history_encodes_as_afresh() -> None:
     p = provider()
     spec = ToolSpec("add", "Add.", schema())
     messages = history(0)
+    chain_cache: dict[Any, Any] = {}  # what a chain passes on every turn
     for turn in range(4):
-        assert_same(p, TurnRequest(list(messages), "Be brief.", [spec], {"temperature": 0.1}))
+        request = TurnRequest(list(messages), "Be brief.", [spec], {"temperature": 0.1})
+        request.wire_cache = chain_cache
+        assert_same(p, request)
         messages.extend(history(turn + 1)[-2:])
-    assert p._json_cache.get(("user", messages[0].content, None)) is not None  # it was cached
+    assert chain_cache.get(("user", messages[0].content, None)) is not None  # it was cached
 
 
 def test_edited_messages_and_schemas_are_encoded_again() -> None:
