@@ -25,8 +25,16 @@ import ssl
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 __all__ = ["HIGH_WATER", "Conn", "ProtocolConn", "StreamConn", "open_conn"]
+
+try:  # anyio's asyncio backend, called directly on the per-read path
+    from anyio._backends._asyncio import AsyncIOBackend
+
+    _asyncio_checkpoint_if_cancelled = AsyncIOBackend.checkpoint_if_cancelled
+except ImportError:  # pragma: no cover - a future anyio moved it
+    _asyncio_checkpoint_if_cancelled = anyio.lowlevel.checkpoint_if_cancelled
 
 #: Unread bytes above which a ``ProtocolConn`` stops reading from its socket.
 HIGH_WATER = 256 * 1024
@@ -58,6 +66,10 @@ class Conn:
     def reusable(self) -> bool:
         """Whether an idle keep-alive connection can carry another request."""
         return not self.buffer
+
+    async def checkpoint_if_cancelled(self) -> None:
+        """Let a cancelled scope take effect here (buffered data is read without waiting)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def aclose(self) -> None:
         """Close the connection; never raises."""
@@ -204,6 +216,10 @@ class ProtocolConn(Conn, asyncio.Protocol):
                 await asyncio.shield(drain)
             if self._ended:
                 raise self._end_error()
+
+    async def checkpoint_if_cancelled(self) -> None:
+        # The backend's own check: anyio's front door looks the running library up first.
+        await _asyncio_checkpoint_if_cancelled()
 
     def reusable(self) -> bool:
         # A connection belongs to the loop that opened it: one left in the pool by an

@@ -386,7 +386,7 @@ class _Body(httpx.AsyncByteStream):
                 async for data in pieces:
                     # Data already buffered is handed over without suspending: keep every
                     # piece a point where a cancelled scope takes effect, as a read would be.
-                    await anyio.lowlevel.checkpoint_if_cancelled()
+                    await conn.checkpoint_if_cancelled()
                     yield data
         except TimeoutError as exc:
             await self._discard()
