@@ -9,7 +9,6 @@ History stays valid whatever happens: every tool call in it gets a result, a syn
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from ._execute import ToolRunner
-from ._response import AsyncResponse, Status, run_to_end
+from ._response import AsyncResponse, LazyId, Status, run_to_end
 from .callbacks import DoneCallbacks, Hooks, as_async
 from .errors import CancelChain, ChainLimitError, UsageError
 from .messages import Message, StreamChunk, ToolCall, ToolResult, TurnRequest, Usage
@@ -141,7 +140,6 @@ class AsyncChain:
     ) -> None:
         if max_turns < 1:
             raise UsageError(f"max_turns must be at least 1, got {max_turns}")
-        self._id: str | None = None
         self.model = model.model_id
         self.system = system
         self.max_turns = max_turns
@@ -168,12 +166,8 @@ class AsyncChain:
         self._hooks = Hooks.combine(model.callbacks, callbacks, on_chunk=on_chunk)
         self._done = DoneCallbacks()
 
-    @property
-    def id(self) -> str:
-        """A unique id of this chain (made when first read)."""
-        if self._id is None:
-            self._id = uuid.uuid4().hex
-        return self._id
+    #: A unique id of this chain (made when first read).
+    id = LazyId()
 
     # --- consuming -------------------------------------------------------------------
 
@@ -283,17 +277,9 @@ class AsyncChain:
             await self._finish(ended_with)
 
     async def _finish(self, error: BaseException | None) -> None:
-        hooks = self._hooks
-        failed = (
-            hooks.on_error and isinstance(error, Exception) and not isinstance(error, CancelChain)
-        )
-        if failed or hooks.on_chain_end:
-            with hooks.shield():  # a scope only when a hook can await
-                if failed:
-                    await hooks.emit("on_error", self, error)
-                if hooks.on_chain_end:
-                    await hooks.emit("on_chain_end", self)
-        await self._done.run(self)  # shields itself when it has callbacks
+        # A chain ended by CancelChain did not fail: no on_error.
+        failure = None if isinstance(error, CancelChain) else error
+        await self._hooks.end(self, failure, "on_chain_end", self._done)
 
     def __repr__(self) -> str:
         return f"<AsyncChain {self.model} turns={len(self.responses)} status={self.status}>"

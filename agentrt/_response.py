@@ -59,6 +59,16 @@ async def run_to_end(owner: Any, what: str) -> None:
         raise owner.error
 
 
+class LazyId:
+    """A unique hex id, made the first time it is read (most never are)."""
+
+    def __get__(self, owner: Any, kind: type | None = None) -> str:
+        made: str | None = owner.__dict__.get("_id")
+        if made is None:
+            made = owner.__dict__["_id"] = uuid.uuid4().hex
+        return made
+
+
 def parse_arguments(raw: str) -> dict[str, Any] | None:
     """Parse a tool call's raw arguments: ``{}`` when empty, ``None`` unless a JSON object.
 
@@ -158,7 +168,6 @@ class AsyncResponse:
         turn: int = 0,
         chain: Any = None,
     ) -> None:
-        self._id: str | None = None
         self.model = model
         self.request = request
         self.turn = turn
@@ -182,12 +191,7 @@ class AsyncResponse:
         self._tool_calls: list[ToolCall] = []
         self._done = DoneCallbacks()
 
-    @property
-    def id(self) -> str:
-        """A unique id of this response (made when first read)."""
-        if self._id is None:
-            self._id = uuid.uuid4().hex
-        return self._id
+    id = LazyId()
 
     @property
     def chain(self) -> Any:
@@ -314,15 +318,7 @@ class AsyncResponse:
     async def _finish(self, error: BaseException | None) -> None:
         if self.usage is not None:
             record_usage(self.model, self.usage)
-        hooks = self._hooks
-        failed = isinstance(error, Exception) and hooks.on_error
-        if failed or hooks.on_turn_end:
-            with hooks.shield():  # a scope only when a hook can await
-                if failed:
-                    await hooks.emit("on_error", self, error)
-                if hooks.on_turn_end:
-                    await hooks.emit("on_turn_end", self)
-        await self._done.run(self)  # shields itself when it has callbacks
+        await self._hooks.end(self, error, "on_turn_end", self._done)
 
     def __repr__(self) -> str:
         return f"<AsyncResponse {self.model} turn={self.turn} status={self.status}>"

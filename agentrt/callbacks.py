@@ -190,6 +190,22 @@ class Hooks:
         """
         return anyio.CancelScope(shield=True) if self.has_async else _NO_SHIELD
 
+    async def end(
+        self, owner: Any, error: BaseException | None, end_hook: str, done: DoneCallbacks
+    ) -> None:
+        """Fire what ends a turn or chain, none of it cut short by cancellation.
+
+        ``on_error`` (for an ``Exception``), then ``end_hook``, then the owner's ``on_done``
+        callbacks.
+        """
+        failed = isinstance(error, Exception) and self.on_error
+        if failed or getattr(self, end_hook):
+            with self.shield():  # a scope only when a hook can await
+                if failed:
+                    await self.emit("on_error", owner, error)
+                await self.emit(end_hook, owner)
+        await done.run(owner)  # shields itself when it has callbacks
+
     async def emit(self, name: str, *args: Any) -> None:
         """Call every callback of hook ``name`` in order, isolated from each other."""
         for cb in getattr(self, name):

@@ -23,6 +23,23 @@ pytestmark = pytest.mark.anyio
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
 
 
+class Overlap:
+    """Counts how many threads are inside ``with overlap:`` at once, and the most ever."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running = self.peak = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self.running -= 1
+
+
 def calls_then_answer(*turns: list[Any]) -> FunctionModel:
     """A model that makes each turn's calls, then answers with the last tool result."""
 
@@ -81,20 +98,14 @@ async def test_exceptions_from_sync_tools_become_error_results() -> None:
 
 
 async def test_many_sync_calls_never_use_more_threads_than_the_limiter() -> None:
-    lock = threading.Lock()
-    running = peak = 0
+    overlap = Overlap()
     release = threading.Event()
 
     @agentrt.tool
     def work(n: int) -> int:
         """Hold a thread briefly."""
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        release.wait(0.01)
-        with lock:
-            running -= 1
+        with overlap:
+            release.wait(0.01)
         return n
 
     turn = [call("work", n=i) for i in range(60)]
@@ -104,7 +115,7 @@ async def test_many_sync_calls_never_use_more_threads_than_the_limiter() -> None
     chain = model.chain("go", tools=[work], limiter=limiter)
     await chain.text()
     assert [r.content for r in chain.tool_results] == [str(i) for i in range(60)] * 2
-    assert peak == 7  # the limit is reached and never passed
+    assert overlap.peak == 7  # the limit is reached and never passed
     assert limiter.borrowed_tokens == 0
     # idle threads from earlier tests may be reused; at most 7 new ones were needed
     assert threading.active_count() <= before + 7
@@ -171,8 +182,7 @@ async def test_a_sync_tool_can_see_that_its_chain_was_cancelled() -> None:
 async def test_async_calls_are_not_held_back_by_the_thread_limiter() -> None:
     arrived = 0
     all_async_started = anyio.Event()
-    lock = threading.Lock()
-    running = peak = 0
+    overlap = Overlap()
 
     @agentrt.tool
     async def gather_point(n: int) -> int:
@@ -188,13 +198,8 @@ async def test_async_calls_are_not_held_back_by_the_thread_limiter() -> None:
     @agentrt.tool
     def blocking(n: int) -> int:
         """Hold the only thread briefly."""
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        threading.Event().wait(0.01)
-        with lock:
-            running -= 1
+        with overlap:
+            threading.Event().wait(0.01)
         return n
 
     turn = [call("blocking", n=i) if i % 2 else call("gather_point", n=i) for i in range(10)]
@@ -203,4 +208,4 @@ async def test_async_calls_are_not_held_back_by_the_thread_limiter() -> None:
     await chain.text()
     assert [r.content for r in chain.tool_results] == [str(i) for i in range(10)]
     assert not any(r.is_error for r in chain.tool_results)
-    assert peak == 1
+    assert overlap.peak == 1
