@@ -475,14 +475,32 @@ async def pieces(k: int) -> list[Piece]:
         )
     )
 
+    try:
+        from agentrt._threads import run_in_thread
+    except ImportError as exc:
+        out.append(("agentrt sync-tool hop", None, 0, f"skipped: {type(exc).__name__}: {exc}"))
+    else:
+
+        async def agentrt_hop() -> None:
+            await run_in_thread(lambda: add(1, 2), limiter=None)
+
+        out.append(
+            (
+                "agentrt run_in_thread(add) (sync tool hop; anyio's on trio)",
+                await _atime(agentrt_hop, number=500),
+                k / (k + 1),
+                "",
+            )
+        )
+
     async def to_thread() -> None:
         await anyio.to_thread.run_sync(add, 1, 2)
 
     out.append(
         (
-            "anyio.to_thread.run_sync(add) (sync tool hop)",
+            "  anyio.to_thread.run_sync(add) (the alternative)",
             await _atime(to_thread, number=500),
-            k / (k + 1),
+            0,
             "",
         )
     )
