@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -149,6 +150,16 @@ def _finish(
 
 
 _pool = _Pool()
+
+
+def _reset_after_fork() -> None:
+    # A forked child has none of the parent's threads: a pool that counted idle ones
+    # would queue jobs nobody takes.
+    global _pool
+    _pool = _Pool()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 async def run_in_thread(fn: Callable[[], Any], *, limiter: anyio.CapacityLimiter | None) -> Any:

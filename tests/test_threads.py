@@ -7,6 +7,7 @@ agentrt's own worker pool, on trio ``anyio.to_thread``: both must behave the sam
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 from typing import Any
 
@@ -209,3 +210,45 @@ async def test_async_calls_are_not_held_back_by_the_thread_limiter() -> None:
     assert [r.content for r in chain.tool_results] == [str(i) for i in range(10)]
     assert not any(r.is_error for r in chain.tool_results)
     assert overlap.peak == 1
+
+
+def _chain_in_child(backend: str) -> None:
+    """Run in a forked child: a chain with a sync tool must finish, not wait forever."""
+
+    @agentrt.tool(timeout=5)
+    def double(n: int) -> int:
+        """Double a number."""
+        return 2 * n
+
+    async def run() -> str:
+        model = agentrt.get_async_model(calls_then_answer([call("double", n=21)]))
+        return await model.chain("go", tools=[double]).text()
+
+    async def bounded() -> str:
+        with anyio.fail_after(10):  # a pool that lost its threads would wait forever
+            return await run()
+
+    os._exit(0 if anyio.run(bounded, backend=backend) == "last: 42" else 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_tools_work_in_a_process_forked_after_they_ran(backend: str) -> None:
+    @agentrt.tool
+    def double(n: int) -> int:
+        """Double a number."""
+        return 2 * n
+
+    async def warm() -> str:  # as a pre-fork server's master might, before forking
+        model = agentrt.get_async_model(calls_then_answer([call("double", n=1)]))
+        return await model.chain("go", tools=[double]).text()
+
+    assert anyio.run(warm, backend=backend) == "last: 2"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            _chain_in_child(backend)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)  # the child bounds its own run
+    assert os.waitstatus_to_exitcode(status) == 0
