@@ -6,14 +6,18 @@ keep-alive, flow-control and failure cases must behave the same on both.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import httpx
 import pytest
+import trustme
+from anyio.streams.tls import TLSListener
 
 from agentrt._conn import HIGH_WATER
 from agentrt._transport import LeanTransport
@@ -26,7 +30,7 @@ Handler = Callable[["Peer"], Awaitable[None]]
 class Peer:
     """The server's side of one accepted connection."""
 
-    def __init__(self, stream: anyio.abc.SocketStream, index: int) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream, index: int) -> None:
         self.stream = stream
         self.index = index  # 0 for the first connection the server accepted
         self.buffer = b""
@@ -58,13 +62,18 @@ def ok(body: bytes, *extra: bytes) -> bytes:
 
 
 @asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[Peer]]]:
+async def raw_server(
+    handler: Handler, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, list[Peer]]]:
     """Serve ``handler`` on 127.0.0.1; yield the base URL and the accepted connections."""
     peers: list[Peer] = []
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = tcp.extra(anyio.abc.SocketAttribute.local_port)
+    listener: anyio.abc.Listener[Any] = tcp
+    if tls is not None:
+        listener = TLSListener(tcp, tls, standard_compatible=False)
 
-    async def serve(stream: anyio.abc.SocketStream) -> None:
+    async def serve(stream: Any) -> None:
         peer = Peer(stream, len(peers))
         peers.append(peer)
         async with stream:
@@ -77,7 +86,7 @@ async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[Peer]]]:
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, serve)
         try:
-            yield f"http://127.0.0.1:{port}", peers
+            yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", peers
         finally:
             tg.cancel_scope.cancel()
 
@@ -199,3 +208,40 @@ async def test_close_delimited_body_and_no_response_at_all() -> None:
             await c.get(url)
         assert len(peers) == 2
         assert transport.connections_in_use == 0
+
+
+async def test_https_through_tls_keeps_the_connection_alive() -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async def handler(peer: Peer) -> None:
+        for n in range(3):
+            body = await peer.request()
+            await peer.send(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) + 1, body + b"%d" % n),
+            )
+
+    transport = LeanTransport(ssl_context=client_context)
+    async with raw_server(handler, tls=server_context) as (url, peers):
+        async with httpx.AsyncClient(transport=transport) as client:
+            answers = [(await client.post(url, content=b"ping")).content for _ in range(3)]
+            assert answers == [b"ping0", b"ping1", b"ping2"]
+            assert len(peers) == 1  # one TLS connection carried all three
+        assert transport.idle_connections == 0  # closed with the client
+
+
+async def test_https_with_an_untrusted_certificate_is_a_connect_error() -> None:
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_context)
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+
+    async with raw_server(handler, tls=server_context) as (url, _):
+        async with httpx.AsyncClient(transport=LeanTransport()) as client:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await client.get(url)
