@@ -99,10 +99,9 @@ def test_bad_limit_is_refused() -> None:
         LeanTransport(max_connections=0)
 
 
-def test_one_model_across_several_asyncio_runs(fake_server: FakeServer) -> None:
-    """Pooled connections belong to the loop that opened them: a later loop opens its own."""
-    import asyncio
-
+@pytest.mark.parametrize("runner", ["asyncio", "trio"])
+def test_one_model_across_several_event_loop_runs(fake_server: FakeServer, runner: str) -> None:
+    """Pooled connections of a finished run are not reused broken: each run gets answers."""
     import agentrt
 
     model = agentrt.get_async_model(
@@ -113,6 +112,6 @@ def test_one_model_across_several_asyncio_runs(fake_server: FakeServer) -> None:
         fake_server.push(Turn(text=f"answer {n}"))
         return await model.prompt(f"question {n}").text()
 
-    answers = [asyncio.run(ask(n)) for n in range(3)]
+    answers = [anyio.run(ask, n, backend=runner) for n in range(3)]
     assert answers == ["answer 0", "answer 1", "answer 2"]
-    asyncio.run(model.aclose())
+    anyio.run(model.aclose, backend=runner)
