@@ -11,8 +11,9 @@ are easy to get subtly wrong live here, once:
 * :class:`HTTPProvider` sends requests with tenacity retries (retryable statuses, connect
   errors and timeouts; exponential backoff with jitter; ``Retry-After`` honoured and
   capped), and never retries once a streamed event has reached the caller.
-* :meth:`HTTPProvider._map_errors` is the one place where transport and HTTP failures become
-  agentrt exceptions, as httpx's ``map_httpcore_exceptions`` does for httpcore.
+* :meth:`HTTPProvider._map_errors` (:mod:`agentrt._errormap`) is the one place where
+  transport and HTTP failures become agentrt exceptions, as httpx's
+  ``map_httpcore_exceptions`` does for httpcore.
 
 Guarantee: the API key never appears in an exception message, a repr or a log line. It is
 held as a :class:`pydantic.SecretStr`, sent only in headers, and scrubbed from any error text
@@ -21,7 +22,6 @@ a server echoes back.
 
 from __future__ import annotations
 
-import http
 import json
 import logging
 import os
@@ -37,6 +37,7 @@ from tenacity.retry import retry_if_result
 
 from ._client import DEFAULT_LIMITS, USER_AGENT, finish_iterator, make_client, unbind
 from ._direct import Route, to_response
+from ._errormap import ErrorMap, Progress, shorten, status_phrase
 from ._retry import RETRY_STATUSES, last_outcome, retry_after_from_headers
 from ._sse import SSEEvent, SSEParser
 from ._transport import LeanTransport, RawResponse
@@ -66,24 +67,10 @@ logger = logging.getLogger("agentrt.http")
 
 
 _USER_AGENT = USER_AGENT
-_MAX_ERROR_TEXT = 500
 _REDACTED = "[redacted]"
 
 
 # --- the provider base -------------------------------------------------------------------
-
-
-class _Progress:
-    """What part of a streamed body had arrived, for error messages."""
-
-    __slots__ = ("bytes", "events")
-
-    def __init__(self) -> None:
-        self.events = 0
-        self.bytes = 0
-
-    def describe(self) -> str:
-        return f"after {self.events} event(s) ({self.bytes} bytes)"
 
 
 class HTTPProvider(Provider):
@@ -183,15 +170,15 @@ class HTTPProvider(Provider):
         if isinstance(payload, dict):
             error = payload.get("error", payload)
             if isinstance(error, str) and error:
-                return _shorten(error)
+                return shorten(error)
             if isinstance(error, dict):
                 message = error.get("message")
                 if isinstance(message, str) and message:
-                    return _shorten(message)
+                    return shorten(message)
             payload = json.dumps(payload, ensure_ascii=False)
         if isinstance(payload, str) and payload.strip():
-            return _shorten(payload)
-        return _status_phrase(status)
+            return shorten(payload)
+        return status_phrase(status)
 
     def retry_after(self, response: httpx.Response) -> float | None:
         """Return how long the server asked us to wait before retrying, in seconds.
@@ -284,7 +271,7 @@ class HTTPProvider(Provider):
         except ValueError as exc:
             text = data.decode("utf-8", "replace")
             raise ServerError(
-                f"the response was not valid JSON: {_shorten(text)}",
+                f"the response was not valid JSON: {shorten(text)}",
                 provider=self.name,
                 status=_status_of(response),
                 request_id=self._request_id_of(response),
@@ -314,7 +301,7 @@ class HTTPProvider(Provider):
         """
         content = encode_body(body)
         route = self._route(path, params, sse=True)
-        progress = _Progress()
+        progress = Progress()
         with self._map_errors(progress):
             if route is not None:
                 response = await self._send_direct(route, content, stream=True)
@@ -561,47 +548,13 @@ class HTTPProvider(Provider):
             delay,
         )
 
-    def _map_errors(self, progress: _Progress | None = None) -> _ErrorMap:
+    def _map_errors(self, progress: Progress | None = None) -> ErrorMap:
         """Translate transport and HTTP failures raised inside the block to agentrt errors.
 
         ``progress`` is given while a stream is being read, so that a broken stream says
         how much of it had arrived.
         """
-        return _ErrorMap(self, progress)
-
-    def _mapped(self, exc: httpx.HTTPError, progress: _Progress | None) -> ProviderError | None:
-        """Return the agentrt error for an httpx failure, ``None`` if it is not mapped."""
-        if isinstance(exc, httpx.HTTPStatusError):
-            return self._error_from_response(exc.response)
-        if isinstance(exc, httpx.TimeoutException):
-            where = f" {progress.describe()}" if progress and progress.bytes else ""
-            return APITimeoutError(
-                f"the request timed out{where} ({type(exc).__name__}); raise timeout= "
-                "if the model needs longer",
-                provider=self.name,
-            )
-        if isinstance(exc, httpx.TransportError):
-            if progress is not None:
-                what = f"the event stream broke {progress.describe()}"
-            else:
-                what = f"could not get a response from {_origin(self.base_url)}"
-            return APIConnectionError(
-                f"{what}: {self._scrub(str(exc)) or type(exc).__name__}",
-                provider=self.name,
-            )
-        return None
-
-    def _detach(self, exc: httpx.HTTPError) -> httpx.HTTPError:
-        """Drop the ``httpx.Request`` an httpx error holds, and return the error.
-
-        Its headers carry the API key (httpx masks only ``Authorization`` when printing
-        them), and the agentrt error is chained to this exception.
-        """
-        exc._request = None
-        response = getattr(exc, "response", None)
-        if isinstance(response, httpx.Response):
-            response._request = None
-        return exc
+        return ErrorMap(self, progress)
 
     def _error_from_response(self, response: httpx.Response) -> ProviderError:
         text = response.text
@@ -622,45 +575,5 @@ class HTTPProvider(Provider):
         return text.replace(key, _REDACTED) if key and key in text else text
 
 
-class _ErrorMap:
-    """The context manager of :meth:`HTTPProvider._map_errors`.
-
-    A class rather than ``@contextmanager``: it is entered two or three times per turn, and
-    a generator-based one costs several times more.
-    """
-
-    __slots__ = ("_progress", "_provider")
-
-    def __init__(self, provider: HTTPProvider, progress: _Progress | None) -> None:
-        self._provider = provider
-        self._progress = progress
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, httpx.HTTPError):
-            error = self._provider._mapped(exc, self._progress)
-            if error is not None:
-                raise error from self._provider._detach(exc)
-
-
-def _shorten(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _status_of(response: httpx.Response | RawResponse) -> int:
     return response.status if isinstance(response, RawResponse) else response.status_code
-
-
-def _status_phrase(status: int) -> str:
-    try:
-        return f"HTTP {status} {http.HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"HTTP {status}"
-
-
-def _origin(url: str) -> str:
-    parsed = httpx.URL(url)
-    return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
