@@ -27,6 +27,8 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from ._loops import running_asyncio_loop
+
 __all__ = ["HIGH_WATER", "Conn", "ProtocolConn", "StreamConn", "open_conn"]
 
 try:  # anyio's asyncio backend, called directly on the per-read path
@@ -80,10 +82,7 @@ async def open_conn(
     scheme: bytes, host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> Conn:
     """Open a connection; the caller bounds the time it may take."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio (trio): anyio streams
-        loop = None
+    loop = running_asyncio_loop()  # None on trio: anyio streams
     context = ssl_context if scheme == b"https" else None
     if loop is not None:
         conn = ProtocolConn(loop)
@@ -224,14 +223,14 @@ class ProtocolConn(Conn, asyncio.Protocol):
     def reusable(self) -> bool:
         # A connection belongs to the loop that opened it: one left in the pool by an
         # earlier ``asyncio.run()`` cannot be used (or properly closed) from another.
-        return not self.buffer and not self._ended and self._loop is _running_loop()
+        return not self.buffer and not self._ended and self._loop is running_asyncio_loop()
 
     async def aclose(self) -> None:
         self._ended = True
         transport = self._transport
         if transport is None:  # never opened, or already closed
             return
-        if self._loop is not _running_loop():
+        if self._loop is not running_asyncio_loop():
             self._transport = None
             _close_orphan(transport)
             return
@@ -245,13 +244,6 @@ class ProtocolConn(Conn, asyncio.Protocol):
                 await asyncio.shield(self._closed)
             if self._transport is not None:
                 self._transport.abort()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _close_orphan(transport: asyncio.Transport) -> None:

@@ -85,12 +85,13 @@ class ToolRunner:
         if len(calls) == 1:
             results[0] = await self._run_one(calls[0], hooks, owner)
         else:
-            threaded = [i for i, call in enumerate(calls) if self._threaded(call)]
-            own_task = set(range(len(calls))).difference(threaded)
+            threaded: list[int] = []
             async with anyio.create_task_group() as tg:
                 for index, call in enumerate(calls):
-                    if index in own_task:
-                        tg.start_soon(self._run_into, results, index, call, hooks, owner)
+                    if self._threaded(call):
+                        threaded.append(index)
+                    else:
+                        tg.start_soon(self._feed, iter((index,)), results, calls, hooks, owner)
                 # Sync calls cannot run more at once than the limiter has tokens, so they are
                 # fed to that many tasks rather than given one each: starting a task is
                 # costly, and a turn of a thousand calls would wait for all to start.
@@ -98,11 +99,6 @@ class ToolRunner:
                 for _ in range(min(len(threaded), self._thread_tokens())):
                     tg.start_soon(self._feed, pending, results, calls, hooks, owner)
         return [r for r in results if r is not None]
-
-    async def _run_into(
-        self, results: list[ToolResult | None], index: int, call: ToolCall, hooks: Hooks, owner: Any
-    ) -> None:
-        results[index] = await self._run_one(call, hooks, owner)
 
     async def _feed(
         self,
@@ -112,7 +108,7 @@ class ToolRunner:
         hooks: Hooks,
         owner: Any,
     ) -> None:
-        for index in pending:  # shared by the feeding tasks: each takes the next call
+        for index in pending:  # may be shared by several tasks: each takes the next call
             results[index] = await self._run_one(calls[index], hooks, owner)
 
     def _threaded(self, call: ToolCall) -> bool:
@@ -178,18 +174,15 @@ class ToolRunner:
 
     async def _invoke(self, tool: Tool, kwargs: dict[str, Any]) -> Any:
         fn, is_async = tool.implementation(prefer_sync=self.prefer_sync)
+        if is_async:
+            running = fn(**kwargs)
+        else:  # limiter None: anyio's per-loop default (40 threads)
+            running = run_in_thread(partial(_run_sync_tool, fn, kwargs), limiter=self.limiter)
         if tool.timeout is None:  # no scope needed: the common case costs nothing extra
-            if is_async:
-                return await fn(**kwargs)
-            # None: anyio's per-loop default limiter (40 threads).
-            return await run_in_thread(partial(_run_sync_tool, fn, kwargs), limiter=self.limiter)
+            return await running
         try:
             with anyio.fail_after(tool.timeout):
-                if is_async:
-                    return await fn(**kwargs)
-                return await run_in_thread(
-                    partial(_run_sync_tool, fn, kwargs), limiter=self.limiter
-                )
+                return await running
         except TimeoutError as exc:
             raise ToolTimeoutError(
                 f"tool {tool.name!r} did not finish within its timeout of {tool.timeout} s"

@@ -5,25 +5,28 @@ anyio no longer depends on sniffio, so agentrt asks asyncio and trio directly.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["running_loop_library", "spawn_detached"]
+__all__ = ["running_asyncio_loop", "running_loop_library", "spawn_detached"]
 
 _detached: set[Any] = set()
 
 
+def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio event loop running in this thread, or ``None`` (none, or trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def running_loop_library() -> str | None:
     """Return ``"asyncio"`` or ``"trio"`` when called from a thread running that loop."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
+    if running_asyncio_loop() is not None:
         return "asyncio"
     trio = sys.modules.get("trio")
     if trio is not None:
@@ -44,8 +47,6 @@ def spawn_detached(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> b
     library = running_loop_library()
     context = contextvars.copy_context()
     if library == "asyncio":
-        import asyncio
-
         # The new task copies the current context, so the caller's contextvars are visible.
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(fn(*args))
         _detached.add(task)

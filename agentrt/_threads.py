@@ -34,6 +34,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from ._loops import running_asyncio_loop
+
 try:  # anyio's registry of worker threads, for anyio.from_thread inside tools
     from anyio._backends._asyncio import AsyncIOBackend
     from anyio._core._eventloop import set_current_async_library, threadlocals
@@ -43,7 +45,7 @@ except ImportError:  # pragma: no cover - a future anyio moved them: use anyio's
 else:
     _FAST = True
 
-__all__ = ["IDLE_SECONDS", "run_in_thread", "running_asyncio_loop"]
+__all__ = ["IDLE_SECONDS", "run_in_thread"]
 
 #: Seconds an idle worker thread waits for work before it exits.
 IDLE_SECONDS = 10.0
@@ -192,14 +194,6 @@ async def run_in_thread(fn: Callable[[], Any], *, limiter: anyio.CapacityLimiter
         limiter.release_on_behalf_of(borrower)
         raise
     return await future
-
-
-def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio event loop, or ``None`` on trio."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 class _Cancelled:

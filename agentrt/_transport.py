@@ -41,6 +41,8 @@ from ._conn import Conn, open_conn
 __all__ = ["LeanTransport", "RawResponse"]
 
 _MAX_HEAD = 64 * 1024
+#: How a connection fails under a read or write (a clean EOF included), whatever its kind.
+_BROKEN = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
 
 
 class _Stale(Exception):
@@ -261,12 +263,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except TimeoutError as exc:
             await self._drop(conn)
             raise httpx.ReadTimeout("timed out reading the response", request=request) from exc
-        except (
-            OSError,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            anyio.EndOfStream,
-        ) as exc:
+        except _BROKEN as exc:
             await self._drop(conn)
             raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
         except BaseException:
@@ -394,12 +391,7 @@ class _Body(httpx.AsyncByteStream):
         except httpx.HTTPError:
             await self._discard()
             raise
-        except (
-            OSError,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            anyio.EndOfStream,
-        ) as exc:
+        except _BROKEN as exc:
             await self._discard()
             raise httpx.RemoteProtocolError(
                 f"the connection broke while reading the body ({type(exc).__name__})",
