@@ -1,0 +1,559 @@
+"""``OTelHandler``: agentrt's callback hooks turned into GenAI spans and metrics.
+
+Span tree of one chain (names and kinds from the conventions, see ``_semconv``)::
+
+    invoke_agent {name}        INTERNAL  on_chain_start .. after the chain's on_done callbacks
+    ├── chat {model}           CLIENT    on_turn_start .. on_turn_end (covers every retry)
+    ├── execute_tool {tool}    INTERNAL  on_tool_start .. on_tool_end / on_tool_error
+    └── chat {model}           ...
+
+How spans become current: each start hook attaches its span to the OpenTelemetry context of
+the task running the hook, and the matching end hook resets it. agentrt runs a chain's hooks
+in the task that runs the chain (and a tool's start hook, the tool and its end hook in one
+task, a sync tool's thread getting a copy of that context), so spans the application makes
+inside a tool, a model call or an ``on_done`` callback nest where they belong. The chain
+span is ended by an ``on_done`` callback registered in ``on_chain_end``: it runs after every
+other ``on_done`` callback of the chain, so those run inside the chain's span.
+
+Token counts are recorded on ``chat`` spans only: a parent never repeats its children's.
+All hooks are plain ``def``: agentrt calls them without a cancel-shield scope, and a hook
+never suspends, so cancellation cannot cut one short.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ..callbacks import CallbackHandler
+from ..errors import CancelChain, UsageError
+from ..messages import ToolCall, ToolResult
+from . import _content
+from . import _semconv as sc
+
+__all__ = ["CAPTURE_CONTENT_ENV", "DEFAULT_MAX_CONTENT_CHARS", "OTelHandler"]
+
+#: The environment variable that turns content capture on when ``capture_content=None``.
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+#: The most characters one captured content attribute may have.
+DEFAULT_MAX_CONTENT_CHARS = 16_384
+
+_ON = frozenset({"true", "1", "yes", "on", "span_only", "span_and_event"})
+_OFF = frozenset({"", "false", "0", "no", "off", "no_content", "event_only"})
+
+#: ``Usage`` fields holding cache and reasoning counts, when a provider reports them.
+_EXTRA_USAGE = (
+    ("cache_read_input_tokens", sc.USAGE_CACHE_READ_INPUT_TOKENS),
+    ("cache_creation_input_tokens", sc.USAGE_CACHE_CREATION_INPUT_TOKENS),
+    ("reasoning_output_tokens", sc.USAGE_REASONING_OUTPUT_TOKENS),
+)
+
+
+def capture_from_env() -> bool:
+    """Whether :data:`CAPTURE_CONTENT_ENV` asks for content capture.
+
+    Raises:
+        UsageError: the variable holds a value that is neither on nor off.
+    """
+    raw = os.environ.get(CAPTURE_CONTENT_ENV, "")
+    value = raw.strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise UsageError(
+        f"{CAPTURE_CONTENT_ENV}={raw!r} is not understood: set it to 'true' to record "
+        "message content on spans, or 'false' (the default) not to"
+    )
+
+
+@dataclass(slots=True)
+class _Provider:
+    """What the spans and metrics say about one provider instance (worked out once)."""
+
+    name: str
+    model: str
+    address: str | None
+    port: int | None
+    secrets: tuple[str, ...]
+    attributes: dict[str, Any]  # the attributes common to its spans and metrics
+
+
+@dataclass(slots=True)
+class _Open:
+    """One open span, the token that made it current and what its end needs."""
+
+    span: trace.Span
+    token: contextvars.Token[Any]
+    provider: _Provider
+    context: otel_context.Context | None = None  # chains: the parent of their children
+    tools: dict[int, _Open] = field(default_factory=dict)  # chains: open tool spans
+    chain: int = 0  # tools: the key of their chain
+
+
+def _reset(token: contextvars.Token[Any]) -> None:
+    # A token is only valid in the context that made it: after an abandoned generator is
+    # finalised elsewhere there is nothing of ours to reset there.
+    try:
+        token.var.reset(token)
+    except (ValueError, RuntimeError):
+        pass
+
+
+def _error_type(error: BaseException | None) -> str:
+    if error is None or not isinstance(error, Exception):
+        return sc.CANCELLED
+    return type(error).__name__
+
+
+def _provider_of(owner: Any) -> Any:
+    """The provider object of a response or chain (agentrt keeps it on private fields)."""
+    provider = getattr(owner, "provider", None) or getattr(owner, "_provider", None)
+    if provider is None:
+        model = getattr(owner, "_model", None)
+        provider = getattr(model, "provider", None)
+    return provider
+
+
+class OTelHandler(CallbackHandler):
+    """A ``CallbackHandler`` that records GenAI spans and metrics with OpenTelemetry.
+
+    Pass it in ``callbacks=[...]`` of one model, chain or prompt, or let
+    :func:`agentrt.otel.instrument` register one for every model in the process.
+
+    Args:
+        tracer_provider: where spans go; the global tracer provider by default.
+        meter_provider: where metrics go; the global meter provider by default.
+        capture_content: record messages, system instructions, tool definitions and tool
+            arguments and results on the spans; ``None`` reads
+            ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` (off unless ``true``).
+        max_content_chars: the most characters one content attribute may have; longer
+            values are cut (still valid JSON) and named in ``agentrt.content.truncated``.
+
+    Raises:
+        UsageError: a provider of the wrong type, a non-bool ``capture_content``, a
+            ``max_content_chars`` under 64, or an environment variable not understood.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        capture_content: bool | None = None,
+        max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
+    ) -> None:
+        if tracer_provider is not None and not isinstance(tracer_provider, trace.TracerProvider):
+            raise UsageError(
+                f"tracer_provider must be an opentelemetry TracerProvider, got "
+                f"{tracer_provider!r}; pass opentelemetry.sdk.trace.TracerProvider() or None"
+            )
+        if meter_provider is not None and not isinstance(meter_provider, metrics.MeterProvider):
+            raise UsageError(
+                f"meter_provider must be an opentelemetry MeterProvider, got "
+                f"{meter_provider!r}; pass opentelemetry.sdk.metrics.MeterProvider() or None"
+            )
+        if capture_content is not None and not isinstance(capture_content, bool):
+            raise UsageError(
+                f"capture_content must be True, False or None (read {CAPTURE_CONTENT_ENV}), "
+                f"got {capture_content!r}"
+            )
+        if (
+            not isinstance(max_content_chars, int)
+            or isinstance(max_content_chars, bool)
+            or max_content_chars < 64
+        ):
+            raise UsageError(
+                f"max_content_chars must be an int of at least 64, got {max_content_chars!r}"
+            )
+        from .. import __version__
+
+        self.capture_content = capture_from_env() if capture_content is None else capture_content
+        self.max_content_chars = max_content_chars
+        self._tracer = trace.get_tracer(
+            "agentrt", __version__, tracer_provider, schema_url=sc.SCHEMA_URL
+        )
+        meter = metrics.get_meter("agentrt", __version__, meter_provider, schema_url=sc.SCHEMA_URL)
+        self._duration = meter.create_histogram(
+            sc.OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
+        )
+        self._tokens = meter.create_histogram(
+            sc.TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=sc.TOKEN_BUCKETS,
+        )
+        self._first_chunk = meter.create_histogram(
+            sc.TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time to receive the first chunk of a streamed response.",
+            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
+        )
+        self._providers: weakref.WeakKeyDictionary[Any, _Provider] = weakref.WeakKeyDictionary()
+        self._chains: dict[int, _Open] = {}
+        self._turns: dict[int, _Open] = {}
+        self._tools: dict[int, _Open] = {}
+
+    def __repr__(self) -> str:
+        return f"<OTelHandler capture_content={self.capture_content}>"
+
+    # --- providers ---------------------------------------------------------------------
+
+    def _provider(self, provider: Any, model_id: str) -> _Provider:
+        if provider is not None:
+            try:
+                known = self._providers.get(provider)
+            except TypeError:  # not weak-referenceable: work it out each time
+                known = None
+            if known is not None:
+                return known
+        prefix, _, model = model_id.partition(":")
+        prefix = getattr(provider, "name", None) or prefix
+        model = getattr(provider, "model_name", None) or model or model_id
+        name = sc.PROVIDER_NAMES.get(prefix, prefix)
+        address, port = _server(getattr(provider, "base_url", None))
+        key: Any = getattr(provider, "api_key", None)
+        secret = key.get_secret_value() if hasattr(key, "get_secret_value") else key
+        attributes: dict[str, Any] = {sc.PROVIDER_NAME: name, sc.REQUEST_MODEL: model}
+        if address is not None:
+            attributes[sc.SERVER_ADDRESS] = address
+            if port is not None:
+                attributes[sc.SERVER_PORT] = port
+        info = _Provider(
+            name,
+            model,
+            address,
+            port,
+            _content.redactor([secret] if isinstance(secret, str) else ()),
+            attributes,
+        )
+        if provider is not None:
+            try:
+                self._providers[provider] = info
+            except TypeError:
+                pass
+        return info
+
+    # --- chains ------------------------------------------------------------------------
+
+    def on_chain_start(self, chain: Any) -> None:
+        """Open the ``invoke_agent`` span and make it current."""
+        provider = self._provider(_provider_of(chain), chain.model)
+        name = getattr(chain, "name", None)
+        attributes = {sc.OPERATION_NAME: sc.OP_INVOKE_AGENT, **provider.attributes}
+        if name:
+            attributes[sc.AGENT_NAME] = name
+        conversation = getattr(chain, "conversation_id", None)
+        if conversation:
+            attributes[sc.CONVERSATION_ID] = conversation
+        if _wants_output_type(chain):
+            attributes[sc.OUTPUT_TYPE] = "json"
+        span = self._tracer.start_span(
+            f"{sc.OP_INVOKE_AGENT} {name}" if name else sc.OP_INVOKE_AGENT,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        )
+        ctx = trace.set_span_in_context(span)
+        self._chains[id(chain)] = _Open(span, otel_context.attach(ctx), provider, ctx)
+
+    def on_chain_end(self, chain: Any) -> None:
+        """Record how the chain ended; its span ends after the chain's ``on_done`` callbacks."""
+        state = self._chains.get(id(chain))
+        if state is None:
+            return
+        for key, tool in state.tools.items():  # calls cut short by cancellation
+            self._tools.pop(key, None)
+            self._end_tool(tool, sc.CANCELLED, "the tool call was cancelled")
+        state.tools.clear()
+        error = chain.error
+        if chain.status == "failed" or (
+            chain.status == "cancelled" and not isinstance(error, CancelChain)
+        ):
+            self._fail(state.span, _error_type(error), error, state.provider)
+        chain.on_done(self._end_chain)
+
+    def _end_chain(self, chain: Any) -> None:
+        state = self._chains.pop(id(chain), None)
+        if state is not None:
+            state.span.end()
+            _reset(state.token)
+
+    # --- turns -------------------------------------------------------------------------
+
+    def on_turn_start(self, response: Any) -> None:
+        """Open the ``chat`` span (it covers every retry of the request)."""
+        chain = response.chain
+        parent = self._chains.get(id(chain)) if chain is not None else None
+        provider = self._provider(_provider_of(response), response.model)
+        attributes = {sc.OPERATION_NAME: sc.OP_CHAT, **provider.attributes}
+        request = response.request
+        _request_options(request.options, attributes)
+        if _streamed(response):
+            attributes[sc.REQUEST_STREAM] = True
+        conversation = getattr(chain, "conversation_id", None) if chain is not None else None
+        if conversation:
+            attributes[sc.CONVERSATION_ID] = conversation
+        if _wants_output_type(chain) or request.options.get("output_type") is not None:
+            attributes[sc.OUTPUT_TYPE] = "json"
+        span = self._tracer.start_span(
+            f"{sc.OP_CHAT} {provider.model}",
+            parent.context if parent is not None else None,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        if self.capture_content:
+            cut = []
+            if request.system:
+                cut += self._record(
+                    span,
+                    sc.SYSTEM_INSTRUCTIONS,
+                    _content.system_instructions(request.system),
+                    provider,
+                )
+            cut += self._record(
+                span,
+                sc.INPUT_MESSAGES,
+                _content.input_messages(request.messages),
+                provider,
+                _content.message_dropped_marker,
+            )
+            if request.tools:
+                cut += self._record(
+                    span, sc.TOOL_DEFINITIONS, _content.tool_definitions(request.tools), provider
+                )
+            if cut:
+                span.set_attribute(sc.TRUNCATED, cut)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        self._turns[id(response)] = _Open(span, token, provider)
+
+    def on_retry(self, response: Any, attempt: int, error: BaseException, delay: float) -> None:
+        """Add a retry event to the turn's ``chat`` span."""
+        state = self._turns.get(id(response))
+        if state is not None:
+            state.span.add_event(
+                sc.RETRY_EVENT,
+                {
+                    sc.RETRY_ATTEMPT: attempt,
+                    sc.RETRY_DELAY: float(delay),
+                    sc.ERROR_TYPE: _error_type(error),
+                },
+            )
+
+    def on_turn_end(self, response: Any) -> None:
+        """Close the ``chat`` span with the answer's attributes; record the metrics."""
+        state = self._turns.pop(id(response), None)
+        if state is None:
+            return
+        span, provider = state.span, state.provider
+        metric = dict(provider.attributes)
+        metric[sc.OPERATION_NAME] = sc.OP_CHAT
+        response_id = getattr(response, "response_id", None)
+        if response_id:
+            span.set_attribute(sc.RESPONSE_ID, response_id)
+        response_model = getattr(response, "response_model", None)
+        if response_model:
+            span.set_attribute(sc.RESPONSE_MODEL, response_model)
+            metric[sc.RESPONSE_MODEL] = response_model
+        status = response.status
+        if status == "completed":
+            if response.finish_reason:
+                span.set_attribute(sc.RESPONSE_FINISH_REASONS, (response.finish_reason,))
+            if self.capture_content:
+                message = response.message
+                cut = self._record(
+                    span,
+                    sc.OUTPUT_MESSAGES,
+                    _content.output_messages(
+                        message.content, message.tool_calls, response.finish_reason
+                    ),
+                    provider,
+                )
+                if cut:
+                    span.set_attribute(sc.TRUNCATED, cut)
+        else:
+            error_type = _error_type(response.error)
+            self._fail(span, error_type, response.error, provider)
+            metric[sc.ERROR_TYPE] = error_type
+        usage = response.usage
+        if usage is not None:
+            span.set_attribute(sc.USAGE_INPUT_TOKENS, usage.input_tokens)
+            span.set_attribute(sc.USAGE_OUTPUT_TOKENS, usage.output_tokens)
+            for field_name, attribute in _EXTRA_USAGE:
+                count = getattr(usage, field_name, None)
+                if isinstance(count, int):
+                    span.set_attribute(attribute, count)
+            self._tokens.record(usage.input_tokens, {**metric, sc.TOKEN_TYPE: "input"})
+            self._tokens.record(usage.output_tokens, {**metric, sc.TOKEN_TYPE: "output"})
+        first = response.time_to_first_chunk
+        if first is not None and _streamed(response):
+            span.set_attribute(sc.RESPONSE_TIME_TO_FIRST_CHUNK, first)
+            self._first_chunk.record(first, metric)
+        if response.duration is not None:
+            self._duration.record(response.duration, metric)
+        span.end()
+        _reset(state.token)
+
+    # --- tools -------------------------------------------------------------------------
+
+    def on_tool_start(self, response: Any, call: ToolCall) -> None:
+        """Open the ``execute_tool`` span and make it current for the tool."""
+        chain = response.chain
+        key = id(chain) if chain is not None else 0
+        parent = self._chains.get(key)
+        provider = (
+            parent.provider
+            if parent is not None
+            else self._provider(_provider_of(response), response.model)
+        )
+        attributes: dict[str, Any] = {
+            sc.OPERATION_NAME: sc.OP_EXECUTE_TOOL,
+            sc.TOOL_NAME: call.name,
+            sc.TOOL_CALL_ID: call.id,
+            sc.TOOL_TYPE: "function",
+        }
+        tools = getattr(chain, "tools", None) if chain is not None else None
+        tool = tools.get(call.name) if isinstance(tools, dict) else None
+        description = getattr(tool, "description", None)
+        if description:
+            attributes[sc.TOOL_DESCRIPTION] = description
+        span = self._tracer.start_span(
+            f"{sc.OP_EXECUTE_TOOL} {call.name}",
+            parent.context if parent is not None else None,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        )
+        if self.capture_content:
+            arguments: Any = call.arguments if call.arguments is not None else call.raw_arguments
+            cut = self._record(span, sc.TOOL_CALL_ARGUMENTS, arguments, provider)
+            if cut:
+                span.set_attribute(sc.TRUNCATED, cut)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        state = _Open(span, token, provider, chain=key)
+        self._tools[id(call)] = state
+        if parent is not None:
+            parent.tools[id(call)] = state
+
+    def on_tool_end(self, response: Any, call: ToolCall, result: ToolResult) -> None:
+        """Close the ``execute_tool`` span of a call that succeeded."""
+        state = self._pop_tool(call)
+        if state is None:
+            return
+        if self.capture_content:
+            cut = self._record(
+                state.span,
+                sc.TOOL_CALL_RESULT,
+                _content.result_value(result.content),
+                state.provider,
+            )
+            if cut:
+                state.span.set_attribute(sc.TRUNCATED, cut)
+        state.span.end()
+        _reset(state.token)
+
+    def on_tool_error(self, response: Any, call: ToolCall, result: ToolResult) -> None:
+        """Close the ``execute_tool`` span of a call that failed, timed out or was refused."""
+        state = self._pop_tool(call)
+        if state is None:
+            return
+        error = result.error
+        error_type = type(error).__name__ if error is not None else "ToolError"
+        self._end_tool(state, error_type, result.content)
+
+    def _pop_tool(self, call: ToolCall) -> _Open | None:
+        state = self._tools.pop(id(call), None)
+        if state is not None:
+            chain = self._chains.get(state.chain)
+            if chain is not None:
+                chain.tools.pop(id(call), None)
+        return state
+
+    def _end_tool(self, state: _Open, error_type: str, message: str) -> None:
+        span = state.span
+        span.set_attribute(sc.ERROR_TYPE, error_type)
+        # A tool's error text may quote its arguments: it is content.
+        description = message if self.capture_content else error_type
+        span.set_status(
+            Status(StatusCode.ERROR, _content.redact(description, state.provider.secrets))
+        )
+        span.end()
+        _reset(state.token)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _fail(
+        self, span: trace.Span, error_type: str, error: BaseException | None, provider: _Provider
+    ) -> None:
+        span.set_attribute(sc.ERROR_TYPE, error_type)
+        if error_type == sc.CANCELLED or error is None:
+            description = sc.CANCELLED
+        else:
+            # agentrt's own messages carry no content; a failure of the user's code may.
+            own = type(error).__module__.startswith("agentrt")
+            description = str(error) if own or self.capture_content else error_type
+        span.set_status(Status(StatusCode.ERROR, _content.redact(description, provider.secrets)))
+
+    def _record(
+        self,
+        span: trace.Span,
+        attribute: str,
+        value: Any,
+        provider: _Provider,
+        dropped: Any = None,
+    ) -> list[str]:
+        """Set a content attribute, capped; return ``[attribute]`` if it was cut."""
+        if dropped is None:
+            text, cut = _content.cap_json(value, self.max_content_chars, provider.secrets)
+        else:
+            text, cut = _content.cap_json(value, self.max_content_chars, provider.secrets, dropped)
+        span.set_attribute(attribute, text)
+        return [attribute] if cut else []
+
+
+def _server(base_url: Any) -> tuple[str | None, int | None]:
+    if not isinstance(base_url, str) or not base_url:
+        return None, None
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+    except ValueError:
+        return None, None
+    if parts.hostname is None:
+        return None, None
+    if port is None:
+        port = {"https": 443, "http": 80}.get(parts.scheme)
+    return parts.hostname, port
+
+
+def _request_options(options: dict[str, Any], attributes: dict[str, Any]) -> None:
+    for option, attribute in sc.REQUEST_OPTIONS.items():
+        value = options.get(option)
+        if value is None:
+            continue
+        if option == "stop":
+            value = [value] if isinstance(value, str) else value
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                attributes[attribute] = list(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            attributes[attribute] = value
+
+
+def _streamed(response: Any) -> bool:
+    stream = getattr(response, "stream", None)
+    if not isinstance(stream, bool):
+        stream = getattr(response, "_stream", False)
+    return bool(stream)
+
+
+def _wants_output_type(chain: Any) -> bool:
+    return chain is not None and getattr(chain, "output_type", None) is not None
