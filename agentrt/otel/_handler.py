@@ -77,14 +77,23 @@ def capture_from_env() -> bool:
 
 @dataclass(slots=True)
 class _Provider:
-    """What the spans and metrics say about one provider instance (worked out once)."""
+    """What the spans and metrics say about one provider instance, worked out once."""
 
-    name: str
     model: str
-    address: str | None
-    port: int | None
     secrets: tuple[str, ...]
-    attributes: dict[str, Any]  # the attributes common to its spans and metrics
+    attributes: dict[str, Any]  # provider name, request model, server address and port
+    chat_name: str = ""
+    chat: dict[str, Any] = field(default_factory=dict)  # a chat span's first attributes
+    metric: dict[str, Any] = field(default_factory=dict)  # a chat's metric attributes
+    metric_input: dict[str, Any] = field(default_factory=dict)
+    metric_output: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.chat_name = f"{sc.OP_CHAT} {self.model}"
+        self.chat = {sc.OPERATION_NAME: sc.OP_CHAT, **self.attributes}
+        self.metric = self.chat
+        self.metric_input = {**self.chat, sc.TOKEN_TYPE: "input"}
+        self.metric_output = {**self.chat, sc.TOKEN_TYPE: "output"}
 
 
 @dataclass(slots=True)
@@ -95,8 +104,9 @@ class _Open:
     token: contextvars.Token[Any]
     provider: _Provider
     context: otel_context.Context | None = None  # chains: the parent of their children
-    tools: dict[int, _Open] = field(default_factory=dict)  # chains: open tool spans
+    tools: dict[int, _Open] | None = None  # chains: their open tool spans
     chain: int = 0  # tools: the key of their chain
+    cut: tuple[str, ...] = ()  # tools: content attributes already cut (the arguments)
 
 
 def _reset(token: contextvars.Token[Any]) -> None:
@@ -231,12 +241,7 @@ class OTelHandler(CallbackHandler):
             if port is not None:
                 attributes[sc.SERVER_PORT] = port
         info = _Provider(
-            name,
-            model,
-            address,
-            port,
-            _content.redactor([secret] if isinstance(secret, str) else ()),
-            attributes,
+            model, _content.redactor([secret] if isinstance(secret, str) else ()), attributes
         )
         if provider is not None:
             try:
@@ -265,17 +270,18 @@ class OTelHandler(CallbackHandler):
             attributes=attributes,
         )
         ctx = trace.set_span_in_context(span)
-        self._chains[id(chain)] = _Open(span, otel_context.attach(ctx), provider, ctx)
+        self._chains[id(chain)] = _Open(span, otel_context.attach(ctx), provider, ctx, {})
 
     def on_chain_end(self, chain: Any) -> None:
         """Record how the chain ended; its span ends after the chain's ``on_done`` callbacks."""
         state = self._chains.get(id(chain))
         if state is None:
             return
-        for key, tool in state.tools.items():  # calls cut short by cancellation
-            self._tools.pop(key, None)
-            self._end_tool(tool, sc.CANCELLED, "the tool call was cancelled")
-        state.tools.clear()
+        if state.tools:
+            for key, tool in state.tools.items():  # calls cut short by cancellation
+                self._tools.pop(key, None)
+                self._end_tool(tool, sc.CANCELLED, "the tool call was cancelled")
+            state.tools.clear()
         error = chain.error
         if chain.status == "failed" or (
             chain.status == "cancelled" and not isinstance(error, CancelChain)
@@ -295,45 +301,49 @@ class OTelHandler(CallbackHandler):
         """Open the ``chat`` span (it covers every retry of the request)."""
         chain = response.chain
         parent = self._chains.get(id(chain)) if chain is not None else None
-        provider = self._provider(_provider_of(response), response.model)
-        attributes = {sc.OPERATION_NAME: sc.OP_CHAT, **provider.attributes}
+        provider = (
+            parent.provider
+            if parent is not None
+            else self._provider(_provider_of(response), response.model)
+        )
         request = response.request
-        _request_options(request.options, attributes)
+        attributes = provider.chat
+        extra = _request_options(request.options)
         if _streamed(response):
-            attributes[sc.REQUEST_STREAM] = True
-        conversation = getattr(chain, "conversation_id", None) if chain is not None else None
-        if conversation:
-            attributes[sc.CONVERSATION_ID] = conversation
-        if _wants_output_type(chain) or request.options.get("output_type") is not None:
-            attributes[sc.OUTPUT_TYPE] = "json"
+            extra[sc.REQUEST_STREAM] = True
+        if chain is not None:
+            conversation = getattr(chain, "conversation_id", None)
+            if conversation:
+                extra[sc.CONVERSATION_ID] = conversation
+            if _wants_output_type(chain):
+                extra[sc.OUTPUT_TYPE] = "json"
+        if extra:
+            attributes = {**attributes, **extra}
         span = self._tracer.start_span(
-            f"{sc.OP_CHAT} {provider.model}",
+            provider.chat_name,
             parent.context if parent is not None else None,
             kind=SpanKind.CLIENT,
             attributes=attributes,
         )
         if self.capture_content:
+            content: dict[str, Any] = {}
             cut = []
             if request.system:
-                cut += self._record(
-                    span,
-                    sc.SYSTEM_INSTRUCTIONS,
-                    _content.system_instructions(request.system),
-                    provider,
-                )
-            cut += self._record(
-                span,
-                sc.INPUT_MESSAGES,
-                _content.input_messages(request.messages),
-                provider,
-                _content.message_dropped_marker,
-            )
+                value = _content.system_instructions(request.system)
+                if self._record(content, sc.SYSTEM_INSTRUCTIONS, value, provider):
+                    cut.append(sc.SYSTEM_INSTRUCTIONS)
+            value = _content.input_messages(request.messages)
+            if self._record(
+                content, sc.INPUT_MESSAGES, value, provider, _content.message_dropped_marker
+            ):
+                cut.append(sc.INPUT_MESSAGES)
             if request.tools:
-                cut += self._record(
-                    span, sc.TOOL_DEFINITIONS, _content.tool_definitions(request.tools), provider
-                )
+                value = _content.tool_definitions(request.tools)
+                if self._record(content, sc.TOOL_DEFINITIONS, value, provider):
+                    cut.append(sc.TOOL_DEFINITIONS)
             if cut:
-                span.set_attribute(sc.TRUNCATED, cut)
+                content[sc.TRUNCATED] = cut
+            span.set_attributes(content)
         token = otel_context.attach(trace.set_span_in_context(span))
         self._turns[id(response)] = _Open(span, token, provider)
 
@@ -356,51 +366,53 @@ class OTelHandler(CallbackHandler):
         if state is None:
             return
         span, provider = state.span, state.provider
-        metric = dict(provider.attributes)
-        metric[sc.OPERATION_NAME] = sc.OP_CHAT
+        end: dict[str, Any] = {}
+        metric, metric_input, metric_output = (
+            provider.metric,
+            provider.metric_input,
+            provider.metric_output,
+        )
         response_id = getattr(response, "response_id", None)
         if response_id:
-            span.set_attribute(sc.RESPONSE_ID, response_id)
+            end[sc.RESPONSE_ID] = response_id
         response_model = getattr(response, "response_model", None)
         if response_model:
-            span.set_attribute(sc.RESPONSE_MODEL, response_model)
-            metric[sc.RESPONSE_MODEL] = response_model
-        status = response.status
-        if status == "completed":
+            end[sc.RESPONSE_MODEL] = response_model
+            metric = {**metric, sc.RESPONSE_MODEL: response_model}
+        if response.status == "completed":
             if response.finish_reason:
-                span.set_attribute(sc.RESPONSE_FINISH_REASONS, (response.finish_reason,))
+                end[sc.RESPONSE_FINISH_REASONS] = (response.finish_reason,)
             if self.capture_content:
                 message = response.message
-                cut = self._record(
-                    span,
-                    sc.OUTPUT_MESSAGES,
-                    _content.output_messages(
-                        message.content, message.tool_calls, response.finish_reason
-                    ),
-                    provider,
+                value = _content.output_messages(
+                    message.content, message.tool_calls, response.finish_reason
                 )
-                if cut:
-                    span.set_attribute(sc.TRUNCATED, cut)
+                if self._record(end, sc.OUTPUT_MESSAGES, value, provider):
+                    end[sc.TRUNCATED] = [sc.OUTPUT_MESSAGES]
         else:
             error_type = _error_type(response.error)
             self._fail(span, error_type, response.error, provider)
-            metric[sc.ERROR_TYPE] = error_type
+            metric = {**metric, sc.ERROR_TYPE: error_type}
+        if metric is not provider.metric:
+            metric_input = {**metric, sc.TOKEN_TYPE: "input"}
+            metric_output = {**metric, sc.TOKEN_TYPE: "output"}
         usage = response.usage
         if usage is not None:
-            span.set_attribute(sc.USAGE_INPUT_TOKENS, usage.input_tokens)
-            span.set_attribute(sc.USAGE_OUTPUT_TOKENS, usage.output_tokens)
-            for field_name, attribute in _EXTRA_USAGE:
+            end[sc.USAGE_INPUT_TOKENS] = usage.input_tokens
+            end[sc.USAGE_OUTPUT_TOKENS] = usage.output_tokens
+            for field_name, attribute in _extra_usage(type(usage)):
                 count = getattr(usage, field_name, None)
                 if isinstance(count, int):
-                    span.set_attribute(attribute, count)
-            self._tokens.record(usage.input_tokens, {**metric, sc.TOKEN_TYPE: "input"})
-            self._tokens.record(usage.output_tokens, {**metric, sc.TOKEN_TYPE: "output"})
+                    end[attribute] = count
+            self._tokens.record(usage.input_tokens, metric_input)
+            self._tokens.record(usage.output_tokens, metric_output)
         first = response.time_to_first_chunk
         if first is not None and _streamed(response):
-            span.set_attribute(sc.RESPONSE_TIME_TO_FIRST_CHUNK, first)
+            end[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = first
             self._first_chunk.record(first, metric)
         if response.duration is not None:
             self._duration.record(response.duration, metric)
+        span.set_attributes(end)
         span.end()
         _reset(state.token)
 
@@ -433,15 +445,18 @@ class OTelHandler(CallbackHandler):
             kind=SpanKind.INTERNAL,
             attributes=attributes,
         )
+        cut: tuple[str, ...] = ()
         if self.capture_content:
             arguments: Any = call.arguments if call.arguments is not None else call.raw_arguments
-            cut = self._record(span, sc.TOOL_CALL_ARGUMENTS, arguments, provider)
-            if cut:
-                span.set_attribute(sc.TRUNCATED, cut)
+            content: dict[str, Any] = {}
+            if self._record(content, sc.TOOL_CALL_ARGUMENTS, arguments, provider):
+                cut = (sc.TOOL_CALL_ARGUMENTS,)
+                content[sc.TRUNCATED] = list(cut)
+            span.set_attributes(content)
         token = otel_context.attach(trace.set_span_in_context(span))
-        state = _Open(span, token, provider, chain=key)
+        state = _Open(span, token, provider, chain=key, cut=cut)
         self._tools[id(call)] = state
-        if parent is not None:
+        if parent is not None and parent.tools is not None:
             parent.tools[id(call)] = state
 
     def on_tool_end(self, response: Any, call: ToolCall, result: ToolResult) -> None:
@@ -450,14 +465,11 @@ class OTelHandler(CallbackHandler):
         if state is None:
             return
         if self.capture_content:
-            cut = self._record(
-                state.span,
-                sc.TOOL_CALL_RESULT,
-                _content.result_value(result.content),
-                state.provider,
-            )
-            if cut:
-                state.span.set_attribute(sc.TRUNCATED, cut)
+            content: dict[str, Any] = {}
+            value = _content.result_value(result.content)
+            if self._record(content, sc.TOOL_CALL_RESULT, value, state.provider):
+                content[sc.TRUNCATED] = [*state.cut, sc.TOOL_CALL_RESULT]
+            state.span.set_attributes(content)
         state.span.end()
         _reset(state.token)
 
@@ -474,7 +486,7 @@ class OTelHandler(CallbackHandler):
         state = self._tools.pop(id(call), None)
         if state is not None:
             chain = self._chains.get(state.chain)
-            if chain is not None:
+            if chain is not None and chain.tools is not None:
                 chain.tools.pop(id(call), None)
         return state
 
@@ -505,19 +517,37 @@ class OTelHandler(CallbackHandler):
 
     def _record(
         self,
-        span: trace.Span,
+        target: dict[str, Any],
         attribute: str,
         value: Any,
         provider: _Provider,
         dropped: Any = None,
-    ) -> list[str]:
-        """Set a content attribute, capped; return ``[attribute]`` if it was cut."""
+    ) -> bool:
+        """Put a content attribute, capped, into ``target``; return whether it was cut."""
         if dropped is None:
             text, cut = _content.cap_json(value, self.max_content_chars, provider.secrets)
         else:
             text, cut = _content.cap_json(value, self.max_content_chars, provider.secrets, dropped)
-        span.set_attribute(attribute, text)
-        return [attribute] if cut else []
+        target[attribute] = text
+        return cut
+
+
+_EXTRA_BY_CLASS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _extra_usage(kind: type) -> tuple[tuple[str, str], ...]:
+    """The cache and reasoning fields ``kind`` has (looked up once per class: a missing
+    attribute of a pydantic model is a costly ``__getattr__``)."""
+    found = _EXTRA_BY_CLASS.get(kind)
+    if found is None:
+        fields = getattr(kind, "model_fields", None)
+        found = tuple(
+            (name, attribute)
+            for name, attribute in _EXTRA_USAGE
+            if (name in fields if isinstance(fields, dict) else hasattr(kind, name))
+        )
+        _EXTRA_BY_CLASS[kind] = found
+    return found
 
 
 def _server(base_url: Any) -> tuple[str | None, int | None]:
@@ -535,24 +565,28 @@ def _server(base_url: Any) -> tuple[str | None, int | None]:
     return parts.hostname, port
 
 
-def _request_options(options: dict[str, Any], attributes: dict[str, Any]) -> None:
-    for option, attribute in sc.REQUEST_OPTIONS.items():
-        value = options.get(option)
-        if value is None:
+def _request_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``gen_ai.request.*`` attributes of the generation options that were set."""
+    found: dict[str, Any] = {}
+    for option, value in options.items():
+        attribute = sc.REQUEST_OPTIONS.get(option)
+        if attribute is None or value is None:
             continue
         if option == "stop":
             value = [value] if isinstance(value, str) else value
             if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-                attributes[attribute] = list(value)
+                found[attribute] = list(value)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            attributes[attribute] = value
+            found[attribute] = value
+    return found
 
 
 def _streamed(response: Any) -> bool:
+    # AsyncResponse keeps it private; a public ``stream`` attribute would win.
     stream = getattr(response, "stream", None)
-    if not isinstance(stream, bool):
+    if stream is None:
         stream = getattr(response, "_stream", False)
-    return bool(stream)
+    return stream is True
 
 
 def _wants_output_type(chain: Any) -> bool:
