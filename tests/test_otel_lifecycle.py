@@ -330,3 +330,34 @@ async def test_agent_name_and_conversation_id(telemetry: Telemetry) -> None:
     assert attributes[sc.AGENT_NAME] == "support bot"
     assert attributes[sc.CONVERSATION_ID] == conversation.id  # type: ignore[attr-defined]
     assert dict(chat.attributes or {})[sc.CONVERSATION_ID] == conversation.id  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_concurrent_chains_get_separate_trees(telemetry: Telemetry) -> None:
+    def script(messages: list[Any], tools: Any) -> Any:
+        if not any(m.role == "tool" for m in messages):
+            return ModelTurn(tool_calls=[call("mul", a=2, b=3)])
+        return f"answer to {messages[0].content}"
+
+    model = FunctionModel(script)
+    answers: dict[int, str] = {}
+
+    async def one(index: int) -> None:
+        chain = model.chain(f"q{index}", tools=[mul], callbacks=[telemetry.handler])
+        answers[index] = await chain.text()
+
+    async with anyio.create_task_group() as tg:
+        for index in range(20):
+            tg.start_soon(one, index)
+    assert answers == {i: f"answer to q{i}" for i in range(20)}
+    spans = telemetry.spans()
+    roots = [s for s in spans if s.parent is None]
+    assert len(roots) == 20 and {s.name for s in roots} == {"invoke_agent"}
+    for root in roots:
+        assert sorted(s.name for s in children(spans, root)) == [
+            "chat function",
+            "chat function",
+            "execute_tool mul",
+        ]
+        assert all(s.context.trace_id == root.context.trace_id for s in children(spans, root))
+    assert len(spans) == 80
