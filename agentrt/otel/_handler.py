@@ -536,8 +536,10 @@ _EXTRA_BY_CLASS: dict[type, tuple[tuple[str, str], ...]] = {}
 
 
 def _extra_usage(kind: type) -> tuple[tuple[str, str], ...]:
-    """The cache and reasoning fields ``kind`` has (looked up once per class: a missing
-    attribute of a pydantic model is a costly ``__getattr__``)."""
+    """The cache and reasoning fields ``kind`` has, looked up once per class.
+
+    A missing attribute of a pydantic model goes through a costly ``__getattr__``.
+    """
     found = _EXTRA_BY_CLASS.get(kind)
     if found is None:
         fields = getattr(kind, "model_fields", None)
