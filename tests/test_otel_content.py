@@ -199,3 +199,18 @@ async def test_no_key_anywhere_even_with_content_on(fake: FakeServer) -> None:
     values = all_values(telemetry.spans())
     assert values and not any(KEY in v for v in values)
     assert any("[redacted]" in v for v in values)
+
+
+async def test_input_and_output_both_cut_are_both_named(fake: FakeServer) -> None:
+    telemetry = Telemetry(capture_content=True, max_content_chars=500)
+    fake.push(Turn(text="x" * 5000))
+    model = remote_model(fake, "gemini")
+    await model.chain("y" * 5000, callbacks=[telemetry.handler]).text()
+    await model.aclose()
+    (chat,) = telemetry.named("chat")
+    attributes = dict(chat.attributes or {})
+    assert attributes[sc.TRUNCATED] == (sc.INPUT_MESSAGES, sc.OUTPUT_MESSAGES)
+    for key in (sc.INPUT_MESSAGES, sc.OUTPUT_MESSAGES):
+        value = attributes[key]
+        assert isinstance(value, str) and len(value) <= 500
+        assert "characters in all]" in json.dumps(json.loads(value))

@@ -106,7 +106,7 @@ class _Open:
     context: otel_context.Context | None = None  # chains: the parent of their children
     tools: dict[int, _Open] | None = None  # chains: their open tool spans
     chain: int = 0  # tools: the key of their chain
-    cut: tuple[str, ...] = ()  # tools: content attributes already cut (the arguments)
+    cut: tuple[str, ...] = ()  # content attributes cut when the span started
 
 
 def _reset(token: contextvars.Token[Any]) -> None:
@@ -325,9 +325,9 @@ class OTelHandler(CallbackHandler):
             kind=SpanKind.CLIENT,
             attributes=attributes,
         )
+        cut: list[str] = []
         if self.capture_content:
             content: dict[str, Any] = {}
-            cut = []
             if request.system:
                 value = _content.system_instructions(request.system)
                 if self._record(content, sc.SYSTEM_INSTRUCTIONS, value, provider):
@@ -345,7 +345,10 @@ class OTelHandler(CallbackHandler):
                 content[sc.TRUNCATED] = cut
             span.set_attributes(content)
         token = otel_context.attach(trace.set_span_in_context(span))
-        self._turns[id(response)] = _Open(span, token, provider)
+        state = _Open(span, token, provider)
+        if cut:
+            state.cut = tuple(cut)
+        self._turns[id(response)] = state
 
     def on_retry(self, response: Any, attempt: int, error: BaseException, delay: float) -> None:
         """Add a retry event to the turn's ``chat`` span."""
@@ -388,7 +391,7 @@ class OTelHandler(CallbackHandler):
                     message.content, message.tool_calls, response.finish_reason
                 )
                 if self._record(end, sc.OUTPUT_MESSAGES, value, provider):
-                    end[sc.TRUNCATED] = [sc.OUTPUT_MESSAGES]
+                    end[sc.TRUNCATED] = [*state.cut, sc.OUTPUT_MESSAGES]
         else:
             error_type = _error_type(response.error)
             self._fail(span, error_type, response.error, provider)
