@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from test_otel_kit import KEY, fake, remote_model, server, tool_turn
 
 import agentrt
-from agentrt.otel import SEMCONV_VERSION, OTelHandler
+from agentrt.otel import OTelHandler
 from agentrt.otel import _semconv as sc
 from tools.fakeserver.script import Turn
 from tools.fakeserver.server import FakeServer
@@ -68,7 +68,6 @@ class Collector:
                 resource = _attributes(resource_spans.resource.attributes)
                 for scope_spans in resource_spans.scope_spans:
                     assert scope_spans.scope.name == "agentrt"
-                    assert scope_spans.schema_url.endswith(SEMCONV_VERSION)
                     found.extend((resource, span) for span in scope_spans.spans)
         return found
 
@@ -115,8 +114,7 @@ async def test_spans_reach_an_otlp_http_collector(fake: FakeServer, collector: C
     model = remote_model(fake, "anthropic", temperature=0.5)
     assert await model.chain("go", tools=[add, mul], callbacks=[handler]).text() == "3 and 6"
     await model.aclose()
-    assert provider.force_flush(10)
-    provider.shutdown()
+    provider.shutdown()  # exports what is left, then stops the exporter
 
     assert {path for path, _, _ in collector.requests} == {"/v1/traces"}
     assert all(h["content-type"] == "application/x-protobuf" for _, h, _ in collector.requests)
