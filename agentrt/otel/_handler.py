@@ -315,8 +315,9 @@ class OTelHandler(CallbackHandler):
             conversation = getattr(chain, "conversation_id", None)
             if conversation:
                 extra[sc.CONVERSATION_ID] = conversation
-            if _wants_output_type(chain):
-                extra[sc.OUTPUT_TYPE] = "json"
+        # A typed output asked for (output_type=) travels in TurnRequest.output.
+        if getattr(request, "output", None) is not None or _wants_output_type(chain):
+            extra[sc.OUTPUT_TYPE] = "json"
         if extra:
             attributes = {**attributes, **extra}
         span = self._tracer.start_span(
@@ -595,4 +596,6 @@ def _streamed(response: Any) -> bool:
 
 
 def _wants_output_type(chain: Any) -> bool:
-    return chain is not None and getattr(chain, "output_type", None) is not None
+    if chain is None:
+        return False
+    return getattr(chain, "output_type", None) is not None
