@@ -318,6 +318,8 @@ class OTelHandler(CallbackHandler):
         # A typed output asked for (output_type=) travels in TurnRequest.output.
         if getattr(request, "output", None) is not None or _wants_output_type(chain):
             extra[sc.OUTPUT_TYPE] = "json"
+            if parent is not None and response.turn == 0:  # the chain asked for it too
+                parent.span.set_attribute(sc.OUTPUT_TYPE, "json")
         if extra:
             attributes = {**attributes, **extra}
         span = self._tracer.start_span(
