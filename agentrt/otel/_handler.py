@@ -25,9 +25,8 @@ from __future__ import annotations
 import contextvars
 import os
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -38,6 +37,16 @@ from ..errors import CancelChain, UsageError
 from ..messages import ToolCall, ToolResult
 from . import _content
 from . import _semconv as sc
+from ._attributes import (
+    Provider,
+    error_name,
+    extra_usage,
+    provider_of,
+    request_options,
+    server,
+    streamed,
+    wants_output_type,
+)
 
 __all__ = ["CAPTURE_CONTENT_ENV", "DEFAULT_MAX_CONTENT_CHARS", "OTelHandler"]
 
@@ -48,13 +57,6 @@ DEFAULT_MAX_CONTENT_CHARS = 16_384
 
 _ON = frozenset({"true", "1", "yes", "on", "span_only", "span_and_event"})
 _OFF = frozenset({"", "false", "0", "no", "off", "no_content", "event_only"})
-
-#: ``Usage`` fields holding cache and reasoning counts, when a provider reports them.
-_EXTRA_USAGE = (
-    ("cache_read_input_tokens", sc.USAGE_CACHE_READ_INPUT_TOKENS),
-    ("cache_creation_input_tokens", sc.USAGE_CACHE_CREATION_INPUT_TOKENS),
-    ("reasoning_output_tokens", sc.USAGE_REASONING_OUTPUT_TOKENS),
-)
 
 
 def capture_from_env() -> bool:
@@ -76,33 +78,12 @@ def capture_from_env() -> bool:
 
 
 @dataclass(slots=True)
-class _Provider:
-    """What the spans and metrics say about one provider instance, worked out once."""
-
-    model: str
-    secrets: tuple[str, ...]
-    attributes: dict[str, Any]  # provider name, request model, server address and port
-    chat_name: str = ""
-    chat: dict[str, Any] = field(default_factory=dict)  # a chat span's first attributes
-    metric: dict[str, Any] = field(default_factory=dict)  # a chat's metric attributes
-    metric_input: dict[str, Any] = field(default_factory=dict)
-    metric_output: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.chat_name = f"{sc.OP_CHAT} {self.model}"
-        self.chat = {sc.OPERATION_NAME: sc.OP_CHAT, **self.attributes}
-        self.metric = self.chat
-        self.metric_input = {**self.chat, sc.TOKEN_TYPE: "input"}
-        self.metric_output = {**self.chat, sc.TOKEN_TYPE: "output"}
-
-
-@dataclass(slots=True)
 class _Open:
     """One open span, the token that made it current and what its end needs."""
 
     span: trace.Span
     token: contextvars.Token[Any]
-    provider: _Provider
+    provider: Provider
     context: otel_context.Context | None = None  # chains: the parent of their children
     tools: dict[int, _Open] | None = None  # chains: their open tool spans
     chain: int = 0  # tools: the key of their chain
@@ -116,21 +97,6 @@ def _reset(token: contextvars.Token[Any]) -> None:
         token.var.reset(token)
     except (ValueError, RuntimeError):
         pass
-
-
-def _error_type(error: BaseException | None) -> str:
-    if error is None or not isinstance(error, Exception):
-        return sc.CANCELLED
-    return type(error).__name__
-
-
-def _provider_of(owner: Any) -> Any:
-    """The provider object of a response or chain (agentrt keeps it on private fields)."""
-    provider = getattr(owner, "provider", None) or getattr(owner, "_provider", None)
-    if provider is None:
-        model = getattr(owner, "_model", None)
-        provider = getattr(model, "provider", None)
-    return provider
 
 
 class OTelHandler(CallbackHandler):
@@ -210,7 +176,7 @@ class OTelHandler(CallbackHandler):
             description="Time to receive the first chunk of a streamed response.",
             explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
         )
-        self._providers: weakref.WeakKeyDictionary[Any, _Provider] = weakref.WeakKeyDictionary()
+        self._providers: weakref.WeakKeyDictionary[Any, Provider] = weakref.WeakKeyDictionary()
         self._chains: dict[int, _Open] = {}
         self._turns: dict[int, _Open] = {}
         self._tools: dict[int, _Open] = {}
@@ -220,7 +186,7 @@ class OTelHandler(CallbackHandler):
 
     # --- providers ---------------------------------------------------------------------
 
-    def _provider(self, provider: Any, model_id: str) -> _Provider:
+    def _provider(self, provider: Any, model_id: str) -> Provider:
         if provider is not None:
             try:
                 known = self._providers.get(provider)
@@ -232,7 +198,7 @@ class OTelHandler(CallbackHandler):
         prefix = getattr(provider, "name", None) or prefix
         model = getattr(provider, "model_name", None) or model or model_id
         name = sc.PROVIDER_NAMES.get(prefix, prefix)
-        address, port = _server(getattr(provider, "base_url", None))
+        address, port = server(getattr(provider, "base_url", None))
         key: Any = getattr(provider, "api_key", None)
         secret = key.get_secret_value() if hasattr(key, "get_secret_value") else key
         attributes: dict[str, Any] = {sc.PROVIDER_NAME: name, sc.REQUEST_MODEL: model}
@@ -240,7 +206,7 @@ class OTelHandler(CallbackHandler):
             attributes[sc.SERVER_ADDRESS] = address
             if port is not None:
                 attributes[sc.SERVER_PORT] = port
-        info = _Provider(
+        info = Provider(
             model, _content.redactor([secret] if isinstance(secret, str) else ()), attributes
         )
         if provider is not None:
@@ -254,7 +220,7 @@ class OTelHandler(CallbackHandler):
 
     def on_chain_start(self, chain: Any) -> None:
         """Open the ``invoke_agent`` span and make it current."""
-        provider = self._provider(_provider_of(chain), chain.model)
+        provider = self._provider(provider_of(chain), chain.model)
         name = getattr(chain, "name", None)
         attributes = {sc.OPERATION_NAME: sc.OP_INVOKE_AGENT, **provider.attributes}
         if name:
@@ -262,7 +228,7 @@ class OTelHandler(CallbackHandler):
         conversation = getattr(chain, "conversation_id", None)
         if conversation:
             attributes[sc.CONVERSATION_ID] = conversation
-        if _wants_output_type(chain):
+        if wants_output_type(chain):
             attributes[sc.OUTPUT_TYPE] = "json"
         span = self._tracer.start_span(
             f"{sc.OP_INVOKE_AGENT} {name}" if name else sc.OP_INVOKE_AGENT,
@@ -286,7 +252,7 @@ class OTelHandler(CallbackHandler):
         if chain.status == "failed" or (
             chain.status == "cancelled" and not isinstance(error, CancelChain)
         ):
-            self._fail(state.span, _error_type(error), error, state.provider)
+            self._fail(state.span, error_name(error), error, state.provider)
         chain.on_done(self._end_chain)
 
     def _end_chain(self, chain: Any) -> None:
@@ -304,19 +270,19 @@ class OTelHandler(CallbackHandler):
         provider = (
             parent.provider
             if parent is not None
-            else self._provider(_provider_of(response), response.model)
+            else self._provider(provider_of(response), response.model)
         )
         request = response.request
         attributes = provider.chat
-        extra = _request_options(request.options)
-        if _streamed(response):
+        extra = request_options(request.options)
+        if streamed(response):
             extra[sc.REQUEST_STREAM] = True
         if chain is not None:
             conversation = getattr(chain, "conversation_id", None)
             if conversation:
                 extra[sc.CONVERSATION_ID] = conversation
         # A typed output asked for (output_type=) travels in TurnRequest.output.
-        if getattr(request, "output", None) is not None or _wants_output_type(chain):
+        if getattr(request, "output", None) is not None or wants_output_type(chain):
             extra[sc.OUTPUT_TYPE] = "json"
             if parent is not None and response.turn == 0:  # the chain asked for it too
                 parent.span.set_attribute(sc.OUTPUT_TYPE, "json")
@@ -362,7 +328,7 @@ class OTelHandler(CallbackHandler):
                 {
                     sc.RETRY_ATTEMPT: attempt,
                     sc.RETRY_DELAY: float(delay),
-                    sc.ERROR_TYPE: _error_type(error),
+                    sc.ERROR_TYPE: error_name(error),
                 },
             )
 
@@ -396,7 +362,7 @@ class OTelHandler(CallbackHandler):
                 if self._record(end, sc.OUTPUT_MESSAGES, value, provider):
                     end[sc.TRUNCATED] = [*state.cut, sc.OUTPUT_MESSAGES]
         else:
-            error_type = _error_type(response.error)
+            error_type = error_name(response.error)
             self._fail(span, error_type, response.error, provider)
             metric = {**metric, sc.ERROR_TYPE: error_type}
         if metric is not provider.metric:
@@ -406,14 +372,14 @@ class OTelHandler(CallbackHandler):
         if usage is not None:
             end[sc.USAGE_INPUT_TOKENS] = usage.input_tokens
             end[sc.USAGE_OUTPUT_TOKENS] = usage.output_tokens
-            for field_name, attribute in _extra_usage(type(usage)):
+            for field_name, attribute in extra_usage(type(usage)):
                 count = getattr(usage, field_name, None)
                 if isinstance(count, int):
                     end[attribute] = count
             self._tokens.record(usage.input_tokens, metric_input)
             self._tokens.record(usage.output_tokens, metric_output)
         first = response.time_to_first_chunk
-        if first is not None and _streamed(response):
+        if first is not None and streamed(response):
             end[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = first
             self._first_chunk.record(first, metric)
         if response.duration is not None:
@@ -432,7 +398,7 @@ class OTelHandler(CallbackHandler):
         provider = (
             parent.provider
             if parent is not None
-            else self._provider(_provider_of(response), response.model)
+            else self._provider(provider_of(response), response.model)
         )
         attributes: dict[str, Any] = {
             sc.OPERATION_NAME: sc.OP_EXECUTE_TOOL,
@@ -510,7 +476,7 @@ class OTelHandler(CallbackHandler):
     # --- helpers -----------------------------------------------------------------------
 
     def _fail(
-        self, span: trace.Span, error_type: str, error: BaseException | None, provider: _Provider
+        self, span: trace.Span, error_type: str, error: BaseException | None, provider: Provider
     ) -> None:
         span.set_attribute(sc.ERROR_TYPE, error_type)
         if error_type == sc.CANCELLED or error is None:
@@ -526,7 +492,7 @@ class OTelHandler(CallbackHandler):
         target: dict[str, Any],
         attribute: str,
         value: Any,
-        provider: _Provider,
+        provider: Provider,
         dropped: Any = None,
     ) -> bool:
         """Put a content attribute, capped, into ``target``; return whether it was cut."""
@@ -536,68 +502,3 @@ class OTelHandler(CallbackHandler):
             text, cut = _content.cap_json(value, self.max_content_chars, provider.secrets, dropped)
         target[attribute] = text
         return cut
-
-
-_EXTRA_BY_CLASS: dict[type, tuple[tuple[str, str], ...]] = {}
-
-
-def _extra_usage(kind: type) -> tuple[tuple[str, str], ...]:
-    """The cache and reasoning fields ``kind`` has, looked up once per class.
-
-    A missing attribute of a pydantic model goes through a costly ``__getattr__``.
-    """
-    found = _EXTRA_BY_CLASS.get(kind)
-    if found is None:
-        fields = getattr(kind, "model_fields", None)
-        found = tuple(
-            (name, attribute)
-            for name, attribute in _EXTRA_USAGE
-            if (name in fields if isinstance(fields, dict) else hasattr(kind, name))
-        )
-        _EXTRA_BY_CLASS[kind] = found
-    return found
-
-
-def _server(base_url: Any) -> tuple[str | None, int | None]:
-    if not isinstance(base_url, str) or not base_url:
-        return None, None
-    try:
-        parts = urlsplit(base_url)
-        port = parts.port
-    except ValueError:
-        return None, None
-    if parts.hostname is None:
-        return None, None
-    if port is None:
-        port = {"https": 443, "http": 80}.get(parts.scheme)
-    return parts.hostname, port
-
-
-def _request_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The ``gen_ai.request.*`` attributes of the generation options that were set."""
-    found: dict[str, Any] = {}
-    for option, value in options.items():
-        attribute = sc.REQUEST_OPTIONS.get(option)
-        if attribute is None or value is None:
-            continue
-        if option == "stop":
-            value = [value] if isinstance(value, str) else value
-            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-                found[attribute] = list(value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            found[attribute] = value
-    return found
-
-
-def _streamed(response: Any) -> bool:
-    # AsyncResponse keeps it private; a public ``stream`` attribute would win.
-    stream = getattr(response, "stream", None)
-    if stream is None:
-        stream = getattr(response, "_stream", False)
-    return stream is True
-
-
-def _wants_output_type(chain: Any) -> bool:
-    if chain is None:
-        return False
-    return getattr(chain, "output_type", None) is not None
