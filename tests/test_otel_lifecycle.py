@@ -367,3 +367,35 @@ async def test_concurrent_chains_get_separate_trees(telemetry: Telemetry) -> Non
         ]
         assert all(s.context.trace_id == root.context.trace_id for s in children(spans, root))
     assert len(spans) == 80
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"tracer_provider": "console"}, "tracer_provider must be an opentelemetry TracerProvider"),
+        ({"meter_provider": object()}, "meter_provider must be an opentelemetry MeterProvider"),
+        ({"capture_content": "yes"}, "capture_content must be True, False or None"),
+        ({"max_content_chars": 10}, "max_content_chars must be an int of at least 64"),
+        ({"max_content_chars": True}, "max_content_chars must be an int of at least 64"),
+    ],
+)
+def test_wrong_arguments_are_refused_at_the_call(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(agentrt.UsageError, match=message):
+        agentrt.otel.instrument(**options)
+    with pytest.raises(agentrt.UsageError, match=message):
+        agentrt.otel.OTelHandler(**options)
+    assert agentrt.otel.instrumented() is None  # a refused instrument() installs nothing
+
+
+@pytest.mark.anyio
+async def test_a_prompt_is_one_chat_span_under_the_callers_span(telemetry: Telemetry) -> None:
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    model = FunctionModel(lambda messages, tools: "hello", count_usage=True)
+    with tracer.start_as_current_span("request") as request:
+        response = model.prompt("hi", callbacks=[telemetry.handler])
+        assert await response.text() == "hello"
+    (chat,) = telemetry.named("chat")
+    assert chat.parent is not None and chat.parent.span_id == request.get_span_context().span_id
+    assert response.usage is not None
+    assert dict(chat.attributes or {})[sc.USAGE_OUTPUT_TOKENS] == response.usage.output_tokens
+    assert telemetry.named("invoke_agent") == []  # no chain, no agent span
