@@ -62,8 +62,11 @@ if TYPE_CHECKING:
 
 __all__ = ["TOOL_ERRORS", "ToolRunner", "logger", "serialise_result"]
 
-#: Where tool failures are logged (WARNING, with the traceback of an exception).
+#: Where tool failures are logged (WARNING, with the traceback of an exception). Shown by
+#: any configured logging (``logging.basicConfig()``); a program that configures none does
+#: not get them on stderr through logging's last-resort handler (a library's manners).
 logger = logging.getLogger("agentrt.tools")
+logger.addHandler(logging.NullHandler())
 
 #: The values of ``tool_errors=``.
 TOOL_ERRORS = ("model", "raise")
