@@ -155,7 +155,8 @@ def _unsupported_type(
         try:
             TypeAdapter(annotation).json_schema()
         except Exception as inner:
-            reason = str(inner).strip().splitlines()[0]
+            # pydantic's first sentence says what failed; the rest advises its own settings.
+            reason = str(inner).strip().splitlines()[0].split(". ")[0].rstrip(".")
             return UsageError(
                 f"tool {name!r}: parameter {param.name!r} has type {_type_name(annotation)}, "
                 f"which agentrt cannot validate or describe to the model as JSON Schema "

@@ -408,17 +408,19 @@ def _class_tools(cls: type) -> list[Tool]:
     return found
 
 
-def collect_tools(tools: Iterable[Any]) -> dict[str, Tool]:
+def collect_tools(tools: Iterable[Any] | None) -> dict[str, Tool]:
     """Normalise ``tools=[...]`` into a name -> tool map.
 
     Items may be tools, plain functions, ``Toolbox`` instances and any object with a
     ``tools()`` method returning tools (an MCP connection, say). An item given twice is
-    taken once.
+    taken once; ``None`` is no tools.
 
     Raises:
         UsageError: an item is none of those, or two tools share a name (the message names
             where each came from).
     """
+    if tools is None:
+        return {}
     if callable(tools) or isinstance(tools, str | bytes | Toolbox) or not _iterable(tools):
         raise UsageError(
             f"tools= takes a list of tools, functions or toolboxes, got {tools!r}; "
