@@ -194,20 +194,22 @@ class ToolRunner:
         owner: Any,
     ) -> None:
         threaded: list[int] = []
-        async with anyio.create_task_group() as tg:
-            self._scope = tg.cancel_scope
-            for index in indexes:
-                if self._threaded(calls[index]):
-                    threaded.append(index)
-                else:
-                    tg.start_soon(self._feed, iter((index,)), results, calls, hooks, owner)
-            # Sync calls cannot run more at once than the limiter has tokens, so they are
-            # fed to that many tasks rather than given one each: starting a task is
-            # costly, and a turn of a thousand calls would wait for all to start.
-            pending = iter(threaded)
-            for _ in range(min(len(threaded), self._thread_tokens())):
-                tg.start_soon(self._feed, pending, results, calls, hooks, owner)
-        self._scope = None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope  # cancelled by _fail
+                for index in indexes:
+                    if self._threaded(calls[index]):
+                        threaded.append(index)
+                    else:
+                        tg.start_soon(self._feed, iter((index,)), results, calls, hooks, owner)
+                # Sync calls cannot run more at once than the limiter has tokens, so they
+                # are fed to that many tasks rather than given one each: starting a task is
+                # costly, and a turn of a thousand calls would wait for all to start.
+                pending = iter(threaded)
+                for _ in range(min(len(threaded), self._thread_tokens())):
+                    tg.start_soon(self._feed, pending, results, calls, hooks, owner)
+        finally:
+            self._scope = None
 
     async def _feed(
         self,
@@ -218,6 +220,8 @@ class ToolRunner:
         owner: Any,
     ) -> None:
         for index in pending:  # may be shared by several tasks: each takes the next call
+            if self._failure is not None:  # the turn is failing: start nothing more
+                return
             await self._one(index, results, calls, hooks, owner)
 
     async def _one(

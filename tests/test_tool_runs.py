@@ -284,6 +284,22 @@ async def test_tool_errors_raise_reraises_the_tool_exception_from_the_runner(cal
     assert finished == []
 
 
+async def test_tool_errors_raise_starts_no_queued_sync_call() -> None:
+    started: list[int] = []
+
+    @tool
+    def work(i: int) -> int:
+        started.append(i)
+        if i == 0:
+            raise KeyError("missing row")
+        return i
+
+    calls = [tool_call("work", f"c{i}", i=i) for i in range(20)]
+    with pytest.raises(KeyError):
+        await run_turn([work], calls, tool_errors="raise", limiter=anyio.CapacityLimiter(1))
+    assert started == [0]  # one thread token: the queued calls were never started
+
+
 async def test_tool_errors_raise_keeps_the_failed_result_for_history() -> None:
     runner = ToolRunner(collect_tools([failing_work([])]), tool_errors="raise")
     with pytest.raises(KeyError):
