@@ -94,7 +94,7 @@ class Tool:
             fn, self._binds = fn.__func__, "static"
         elif isinstance(fn, classmethod):
             fn, self._binds = fn.__func__, "class"
-        if not callable(fn) or isinstance(fn, type):
+        if not callable(fn):
             raise UsageError(f"@tool needs a function, got {fn!r}")
         self.fn = fn
         self.async_fn = async_fn
