@@ -450,8 +450,11 @@ class OTelHandler(CallbackHandler):
         state = self._pop_tool(call)
         if state is None:
             return
+        # An error result without an exception is a call the chain cut short (cancelled).
         error = result.error
-        error_type = type(error).__name__ if error is not None else "ToolError"
+        error_type = getattr(result, "error_type", None) or (
+            type(error).__name__ if error is not None else sc.CANCELLED
+        )
         self._end_tool(state, error_type, result.content)
 
     def _pop_tool(self, call: ToolCall) -> _Open | None:
