@@ -411,6 +411,10 @@ class OTelHandler(CallbackHandler):
         description = getattr(tool, "description", None)
         if description:
             attributes[sc.TOOL_DESCRIPTION] = description
+        if getattr(tool, "wire_name", None) is not None:  # an agentrt.mcp tool
+            # The MCP conventions: with GenAI instrumentation around the call, the MCP
+            # attributes go on its execute_tool span rather than on a span of their own.
+            attributes[sc.MCP_METHOD_NAME] = "tools/call"
         span = self._tracer.start_span(
             f"{sc.OP_EXECUTE_TOOL} {call.name}",
             parent.context if parent is not None else None,

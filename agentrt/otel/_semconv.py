@@ -51,6 +51,7 @@ TOKEN_TYPE = "gen_ai.token.type"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
+MCP_METHOD_NAME = "mcp.method.name"  # mcp.md: on the execute_tool span of an MCP call
 
 # Opt-in content attributes: JSON strings on spans, in the conventions' JSON schemas
 # (gen-ai-input-messages.json, gen-ai-output-messages.json, gen-ai-system-instructions.json,
