@@ -186,9 +186,18 @@ class AsyncChain:
                     yield chunk
 
     async def text(self) -> str:
-        """Run the chain if needed and return the text of all its turns."""
+        """Run the chain if needed and return its final answer: the last turn's text.
+
+        Earlier turns' text ("Let me check.") is in ``chain.responses`` and in the
+        chunks of iterating the chain; it is not part of the answer.
+        """
         await run_to_end(self, "chain")
-        return "".join(r.text_so_far for r in self.responses)
+        return self.final_text
+
+    @property
+    def final_text(self) -> str:
+        """The last turn's text so far (``""`` before the first turn)."""
+        return self.responses[-1].text_so_far if self.responses else ""
 
     @property
     def usage(self) -> Usage | None:
