@@ -99,8 +99,10 @@ async def test_conversation_continues_history() -> None:
     ]
     response = conv.prompt("third")
     await response.text()
-    assert conv.messages[-2].content == "third"
-    assert len(conv.messages) == 10
+    # prompt() does not run tools: the call it asked for is answered "not run".
+    assert conv.messages[-3].content == "third"
+    assert [m.role for m in conv.messages[-3:]] == ["user", "assistant", "tool"]
+    assert conv.messages[-1].is_error and "not run" in conv.messages[-1].content
 
 
 async def test_stream_false_gives_identical_results() -> None:
