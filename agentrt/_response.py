@@ -8,6 +8,7 @@ cancellation, before the exception (if any) reaches the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -16,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .callbacks import NO_HOOKS, DoneCallbacks, Hooks, record_usage
+from .callbacks import NO_HOOKS, DoneCallbacks, Hooks, record_usage, retry_notifier
 from .errors import UsageError
 from .messages import (
     FinishEvent,
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from .providers.base import Provider
 
 __all__ = ["AsyncResponse", "Status", "ToolCallAssembler", "parse_arguments", "run_to_end"]
+
+#: Whether ``TurnRequest`` has the ``on_retry`` field the HTTP layer calls before a retry.
+_REQUEST_HAS_ON_RETRY = any(f.name == "on_retry" for f in dataclasses.fields(TurnRequest))
 
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
 C = TypeVar("C", bound=Callable[..., Any])
@@ -262,6 +266,8 @@ class AsyncResponse:
         hooks = self._hooks
         started = time.perf_counter()
         self.started_at = time.time()
+        if hooks.retry_handlers and _REQUEST_HAS_ON_RETRY:
+            self.request.on_retry = retry_notifier(self, hooks.retry_handlers)  # type: ignore[attr-defined]
         if hooks.on_turn_start:
             await hooks.emit("on_turn_start", self)
         assembler = ToolCallAssembler()
