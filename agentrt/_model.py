@@ -487,6 +487,20 @@ def get_async_model(
     named = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p, "stop": stop}
     if isinstance(model_id, AsyncModel):
         given = [k for k, v in named.items() if v is not None] + list(generation)
+        provider_given = {
+            "api_key": api_key is not None,
+            "base_url": base_url is not None,
+            "timeout": timeout != 60.0,
+            "max_retries": max_retries != 2,
+            "retry": retry is not None,
+            "http_client": http_client is not None,
+            "limits": limits is not None,
+            "stream": stream is not True,
+            "callbacks": bool(tuple(callbacks)),
+            "extra_body": extra_body is not None,
+            "extra_headers": extra_headers is not None,
+        }
+        given += [k for k, set_ in provider_given.items() if set_]
         if given:
             raise UsageError(
                 f"{where}: options ({', '.join(given)}) cannot be given with a model "

@@ -204,3 +204,11 @@ def test_arguments_are_checked_before_the_provider_is_made() -> None:
     # A wrong type fails even though no key is set: the check comes first, at the call.
     with pytest.raises(UsageError, match="timeout="):
         get_async_model("openai:gpt-x", timeout="10")
+
+
+def test_a_model_instance_takes_no_options() -> None:
+    model = AsyncModel(Recording())
+    assert get_async_model(model) is model
+    for options in ({"timeout": 5}, {"api_key": "k"}, {"temperature": 0.2}, {"stream": False}):
+        with pytest.raises(UsageError, match="cannot be given with a model instance"):
+            get_async_model(model, **options)
