@@ -76,6 +76,7 @@ async def test_three_turn_chain_span_tree(
     assert root.attributes is not None
     assert root.attributes[sc.OPERATION_NAME] == "invoke_agent"
     assert root.attributes[sc.PROVIDER_NAME] == PROVIDERS[provider]
+    assert sc.AGENT_NAME not in root.attributes and sc.CONVERSATION_ID not in root.attributes
     assert shape(spans, root) == [
         "chat m-1",
         "execute_tool add",

@@ -313,18 +313,7 @@ async def test_instrument_traces_every_model_until_uninstrument(telemetry: Telem
     assert prompt_chat[0].kind is SpanKind.CLIENT
 
 
-def _chain_takes(option: str) -> bool:
-    import inspect
-
-    return option in inspect.signature(agentrt.AsyncChain.__init__).parameters
-
-
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    not _chain_takes("name"),
-    reason="chain(name=...) and chain.conversation_id come with core-chain (contract 4)",
-    strict=True,
-)
 async def test_agent_name_and_conversation_id(telemetry: Telemetry) -> None:
     model = FunctionModel(lambda messages, tools: "hi")
     conversation = model.conversation()
@@ -334,8 +323,8 @@ async def test_agent_name_and_conversation_id(telemetry: Telemetry) -> None:
     assert agent.name == "invoke_agent support bot"
     attributes = dict(agent.attributes or {})
     assert attributes[sc.AGENT_NAME] == "support bot"
-    assert attributes[sc.CONVERSATION_ID] == conversation.id  # type: ignore[attr-defined]
-    assert dict(chat.attributes or {})[sc.CONVERSATION_ID] == conversation.id  # type: ignore[attr-defined]
+    assert attributes[sc.CONVERSATION_ID] == conversation.id
+    assert dict(chat.attributes or {})[sc.CONVERSATION_ID] == conversation.id
 
 
 @pytest.mark.anyio

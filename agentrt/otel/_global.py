@@ -9,11 +9,10 @@ before ``instrument()`` is not traced, one created before ``uninstrument()`` sti
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from opentelemetry import metrics, trace
 
-from .. import callbacks
+from ..callbacks import add_global_handler, remove_global_handler
 from ._handler import DEFAULT_MAX_CONTENT_CHARS, OTelHandler
 
 __all__ = ["instrument", "instrumented", "uninstrument"]
@@ -55,8 +54,8 @@ def instrument(
     )
     with _lock:
         if _installed is not None:
-            _remove(_installed)
-        _add(handler)
+            remove_global_handler(_installed)
+        add_global_handler(handler)
         _installed = handler
     return handler
 
@@ -66,54 +65,10 @@ def uninstrument() -> None:
     global _installed
     with _lock:
         if _installed is not None:
-            _remove(_installed)
+            remove_global_handler(_installed)
             _installed = None
 
 
 def instrumented() -> OTelHandler | None:
     """The handler :func:`instrument` registered, or ``None``."""
     return _installed
-
-
-# --- the global handler registry ---------------------------------------------------------------
-# agentrt.callbacks.add_global_handler / remove_global_handler are built by the core (contract
-# 4 of this round). Until they exist, a shim adds the handlers in Hooks.combine, the one place
-# every chain and prompt gathers its handlers.
-
-_shim: list[Any] = []
-
-
-def _add(handler: OTelHandler) -> None:
-    add = getattr(callbacks, "add_global_handler", None)
-    if add is not None:
-        add(handler)
-        return
-    if not _shim:
-        _patch_combine()
-    _shim.append(handler)
-
-
-def _remove(handler: OTelHandler) -> None:
-    remove = getattr(callbacks, "remove_global_handler", None)
-    if remove is not None:
-        remove(handler)
-    elif handler in _shim:
-        _shim.remove(handler)
-
-
-_patched = False
-
-
-def _patch_combine() -> None:
-    global _patched
-    if _patched:
-        return
-    original = callbacks.Hooks.combine.__func__  # type: ignore[attr-defined]
-
-    def combine(cls: type, *groups: Any, on_chunk: Any = None) -> Any:
-        if _shim:
-            return original(cls, tuple(_shim), *groups, on_chunk=on_chunk)
-        return original(cls, *groups, on_chunk=on_chunk)
-
-    callbacks.Hooks.combine = classmethod(combine)  # type: ignore[method-assign, assignment]
-    _patched = True
