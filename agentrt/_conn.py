@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -42,6 +43,9 @@ except ImportError:  # pragma: no cover - a future anyio moved it
 HIGH_WATER = 256 * 1024
 _READ_SIZE = 65536
 _CLOSE_SECONDS = 2.0
+#: Seconds between the start of two connection attempts to one host's addresses.
+_EYEBALLS_DELAY = 0.25
+_AddrInfo = tuple[Any, ...]
 
 
 class Conn:
@@ -86,14 +90,20 @@ async def open_conn(
     context = ssl_context if scheme == b"https" else None
     if loop is not None:
         conn = ProtocolConn(loop)
-        await loop.create_connection(
-            lambda: conn,
-            host,
-            port,
-            ssl=context,
-            server_hostname=host if context is not None else None,
-            happy_eyeballs_delay=0.25,
-        )
+        sock = await _connect_socket(loop, host, port)
+        try:
+            # On failure or cancellation (e.g. during the TLS handshake) the loop closes
+            # the transport and with it the socket.
+            await loop.create_connection(
+                lambda: conn,
+                sock=sock,
+                ssl=context,
+                server_hostname=host if context is not None else None,
+            )
+        except BaseException:
+            if conn._transport is None:  # never wrapped in a transport: close it here
+                sock.close()
+            raise
         return conn
     if context is not None:
         stream: anyio.abc.ByteStream = await anyio.connect_tcp(
@@ -102,6 +112,69 @@ async def open_conn(
     else:
         stream = await anyio.connect_tcp(host, port)
     return StreamConn(stream)
+
+
+async def _connect_socket(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """Connect a TCP socket to ``host:port``, trying its addresses "happy eyeballs" style.
+
+    An attempt starts on every address in turn, :data:`_EYEBALLS_DELAY` after the one
+    before (at once when it failed); the first to connect wins and every other socket is
+    closed. CPython's own ``happy_eyeballs_delay`` is not used: on cancellation its race
+    can lose the winning socket, which then stays open until garbage collection. Here
+    every socket is closed by the attempt that made it, whatever ends it.
+    """
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:  # pragma: no cover - getaddrinfo raises instead
+        raise OSError(f"no address for {host!r}")
+    winner: list[socket.socket] = []
+    errors: list[OSError] = []
+
+    async def attempt(info: _AddrInfo, failed: anyio.Event, scope: anyio.CancelScope) -> None:
+        family, kind, proto, _name, address = info
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+            failed.set()
+            return
+        except BaseException:
+            sock.close()
+            raise
+        if winner:  # another attempt won at the same moment
+            sock.close()
+            return
+        winner.append(sock)
+        scope.cancel()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for info in _interleave(infos):
+                failed = anyio.Event()
+                tg.start_soon(attempt, info, failed, tg.cancel_scope)
+                with anyio.move_on_after(_EYEBALLS_DELAY):
+                    await failed.wait()
+    except BaseException:
+        for sock in winner:
+            sock.close()
+        raise
+    if not winner:
+        if len(errors) == 1:
+            raise errors[0]
+        raise OSError(f"could not connect to {host}:{port}: " + "; ".join(map(str, errors)))
+    return winner[0]
+
+
+def _interleave(infos: list[_AddrInfo]) -> list[_AddrInfo]:
+    """Addresses alternating between families, the first family first (RFC 8305)."""
+    families: dict[int, list[_AddrInfo]] = {}
+    for info in infos:
+        families.setdefault(info[0], []).append(info)
+    queues = list(families.values())
+    longest = max(len(queue) for queue in queues)
+    return [queue[i] for i in range(longest) for queue in queues if i < len(queue)]
 
 
 class ProtocolConn(Conn, asyncio.Protocol):
