@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 import ssl
 from typing import Any
@@ -30,7 +31,12 @@ import anyio.lowlevel
 
 from ._loops import running_asyncio_loop
 
-__all__ = ["HIGH_WATER", "Conn", "ProtocolConn", "StreamConn", "open_conn"]
+__all__ = ["HIGH_WATER", "Conn", "NotSent", "ProtocolConn", "StreamConn", "open_conn"]
+
+
+class NotSent(anyio.BrokenResourceError):
+    """The connection was found closed before any byte of the data was written."""
+
 
 try:  # anyio's asyncio backend, called directly on the per-read path
     from anyio._backends._asyncio import AsyncIOBackend
@@ -280,7 +286,7 @@ class ProtocolConn(Conn, asyncio.Protocol):
     async def send(self, data: bytes, seconds: float | None) -> None:
         transport = self._transport
         if self._ended or transport is None or transport.is_closing():
-            raise self._end_error() if self._error else anyio.BrokenResourceError("closed")
+            raise NotSent(f"the connection was closed before the request: {self._error}")
         transport.write(data)
         drain = self._drain
         if drain is not None:
@@ -296,7 +302,12 @@ class ProtocolConn(Conn, asyncio.Protocol):
     def reusable(self) -> bool:
         # A connection belongs to the loop that opened it: one left in the pool by an
         # earlier ``asyncio.run()`` cannot be used (or properly closed) from another.
-        return not self.buffer and not self._ended and self._loop is running_asyncio_loop()
+        if self.buffer or self._ended or self._loop is not running_asyncio_loop():
+            return False
+        # The loop may not have run the protocol's eof_received yet: ask the socket.
+        transport = self._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        return sock is not None and not _readable(sock.fileno())
 
     async def aclose(self) -> None:
         self._ended = True
@@ -339,6 +350,16 @@ def _close_orphan(transport: asyncio.Transport) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+def _readable(fd: int) -> bool:
+    """Whether an idle socket has something to read (the peer's EOF, or stray bytes)."""
+    poller = select.poll()  # not select.select: it fails on descriptors above 1023
+    try:
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # closed under us
+        return True
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
@@ -367,6 +388,14 @@ class StreamConn(Conn):
     async def send(self, data: bytes, seconds: float | None) -> None:
         with anyio.fail_after(seconds):
             await self.stream.send(data)
+
+    def reusable(self) -> bool:
+        # An idle connection with anything to read (the server's EOF, or bytes nobody asked
+        # for) cannot carry another request; asked of the socket without blocking.
+        if self.buffer:
+            return False
+        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        return sock is None or not _readable(sock.fileno())
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
