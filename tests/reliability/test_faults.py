@@ -431,3 +431,37 @@ async def test_ten_megabyte_tool_output_is_capped(
         assert content == result.content
 
     await run_checked(fake_server, target.model(fake_server), scenario)
+
+
+MALFORMED_RESPONSES = {
+    "length-abc": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n{}",
+    "length-negative": b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
+    "length-conflict": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    "status-line": b"HTTP/1.1 OK 200\r\nContent-Length: 2\r\n\r\n{}",
+    "not-http": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "header-line": b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    "chunk-size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "chunk-end": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n",
+    "encoding": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n{}",
+    "short-body": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}",
+}
+
+
+@targets
+@modes
+@pytest.mark.parametrize("raw", MALFORMED_RESPONSES.values(), ids=MALFORMED_RESPONSES.keys())
+async def test_a_malformed_response_is_a_connection_error_and_frees_the_connection(
+    fake_server: FakeServer, target: Target, stream: bool, raw: bytes
+) -> None:
+    """Issue 10 point 16: ``Content-Length: abc`` raised a bare ValueError and leaked."""
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Fault(raw_response=raw))
+        chain = model.chain("hi", stream=stream)
+        with pytest.raises(APIConnectionError):
+            await chain.text()
+        assert chain.status == "failed"
+        fake_server.push(Turn(text="fine"))  # the model still works
+        assert await model.chain("again", stream=stream).text() == "fine"
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
