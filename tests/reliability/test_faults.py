@@ -434,7 +434,8 @@ async def test_ten_megabyte_tool_output_is_capped(
 
 
 MALFORMED_RESPONSES = {
-    "length-abc": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n{}",
+    "length-abc": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Content-Length: abc\r\n\r\n{}",
     "length-negative": b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
     "length-conflict": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
     "status-line": b"HTTP/1.1 OK 200\r\nContent-Length: 2\r\n\r\n{}",
