@@ -60,6 +60,7 @@ __all__ = [
     "HTTPProvider",
     "SSEEvent",
     "SSEParser",
+    "WholeAnswer",
     "make_client",
 ]
 
@@ -311,10 +312,14 @@ class HTTPProvider(Provider):
             chunks: AsyncIterator[bytes] | None = None
             try:
                 if isinstance(response, RawResponse):
+                    content_type = _header(response.headers, b"content-type")
                     chunks = response.body.__aiter__()
                 else:
                     response.raise_for_status()
+                    content_type = response.headers.get("content-type", "")
                     chunks = response.aiter_bytes()
+                if content_type and not content_type.lower().startswith("text/event-stream"):
+                    raise await self._not_a_stream(content_type, chunks, response)
                 parser = SSEParser()
                 async for chunk in chunks:
                     progress.bytes += len(chunk)
@@ -343,6 +348,41 @@ class HTTPProvider(Provider):
                     finally:
                         if chunks is not None:
                             await finish_iterator(chunks)
+
+    async def _not_a_stream(
+        self,
+        content_type: str,
+        chunks: AsyncIterator[bytes],
+        response: httpx.Response | RawResponse,
+    ) -> Exception:
+        """The error for a successful answer to a streamed request that is not a stream.
+
+        A gateway that ignores ``stream: true`` sends the whole answer as JSON: that is
+        :class:`WholeAnswer` (the provider decodes it as a non-streamed answer). Anything
+        else (an HTML page from a proxy or a wrong port) is a ``ServerError`` naming the
+        content type and quoting the start of the body.
+        """
+        data = bytearray()
+        async for chunk in chunks:
+            data += chunk
+            if len(data) > _MAX_WHOLE_ANSWER:
+                break
+        if "json" in content_type.lower() and len(data) <= _MAX_WHOLE_ANSWER:
+            try:
+                return WholeAnswer(json.loads(data))
+            except ValueError:
+                pass
+        text = shorten(bytes(data[:1000]).decode("utf-8", "replace"), 200)
+        return ServerError(
+            self._scrub(
+                f"expected an event stream (text/event-stream) but the server answered "
+                f"{_status_of(response)} with {content_type}: {text!r}; is base_url "
+                f"({self.base_url}) the provider's API?"
+            ),
+            provider=self.name,
+            status=_status_of(response),
+            request_id=self._request_id_of(response),
+        )
 
     # --- internals -------------------------------------------------------------------------
 
@@ -573,6 +613,25 @@ class HTTPProvider(Provider):
     def _scrub(self, text: str) -> str:
         key = self.api_key.get_secret_value()
         return text.replace(key, _REDACTED) if key and key in text else text
+
+
+class WholeAnswer(Exception):  # a signal to the provider, not an error
+    """A streamed request was answered with the whole answer as JSON (``payload``)."""
+
+    def __init__(self, payload: Any) -> None:
+        super().__init__("the server sent the whole answer instead of an event stream")
+        self.payload = payload
+
+
+#: Bytes of a non-stream answer to a streamed request read to decode or quote it.
+_MAX_WHOLE_ANSWER = 8 * 1024 * 1024
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
 
 
 def _status_of(response: httpx.Response | RawResponse) -> int:

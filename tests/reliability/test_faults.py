@@ -8,6 +8,7 @@ leaked: no request in flight, no busy or orphaned connection, no extra task or t
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -464,5 +465,54 @@ async def test_a_malformed_response_is_a_connection_error_and_frees_the_connecti
         assert chain.status == "failed"
         fake_server.push(Turn(text="fine"))  # the model still works
         assert await model.chain("again", stream=stream).text() == "fine"
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
+
+
+@targets
+@pytest.mark.parametrize(
+    "content_type", ["text/html; charset=utf-8", "application/json", "text/plain"]
+)
+async def test_a_streamed_request_answered_with_a_page_names_its_content_type(
+    fake_server: FakeServer, target: Target, content_type: str
+) -> None:
+    """Issue 10 point 17: was "the event stream ended in the middle of an event"."""
+    page = b"<html><head><title>Proxy login</title></head><body>Sign in</body></html>"
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Fault(status=200, raw_body=page, headers={"content-type": content_type}))
+        chain = model.chain("hi")
+        with pytest.raises(ServerError) as caught:
+            await chain.text()
+        message = str(caught.value)
+        assert content_type in message and "<html><head><title>Proxy login" in message
+        assert "text/event-stream" in message
+        assert chain.status == "failed"
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
+
+
+@targets
+async def test_a_streamed_request_answered_with_the_whole_json_answer_is_parsed(
+    fake_server: FakeServer, target: Target
+) -> None:
+    """A gateway that ignores ``stream: true`` sends the non-streamed answer: use it."""
+
+    async def scenario(model: AsyncModel) -> None:
+        whole = target.wire.render_json(Turn(text=TEXT, usage=(7, 3)), target.model_name)
+        if target.name == "gemini":
+            whole = [whole]  # streamGenerateContent without alt=sse answers a JSON array
+        fake_server.push(
+            Fault(
+                status=200,
+                raw_body=json.dumps(whole).encode(),
+                headers={"content-type": "application/json"},
+            )
+        )
+        chain = model.chain("hi")
+        chunks = [chunk.content async for chunk in chain]
+        assert "".join(chunks) == TEXT
+        assert chain.status == "completed"
+        assert chain.usage.input_tokens == 7 and chain.usage.output_tokens == 3
 
     await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
