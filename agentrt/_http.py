@@ -50,6 +50,7 @@ from .errors import (
     ProviderError,
     RateLimitError,
     ServerError,
+    UsageError,
 )
 from .providers._wire import JSONCache, encode_body
 from .providers.base import Provider
@@ -135,9 +136,13 @@ class HTTPProvider(Provider):
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         self.api_key = SecretStr(api_key)
+        where = "base_url"
         if base_url is None and self.env_base_url:
             base_url = os.environ.get(self.env_base_url) or None
-        self.base_url = (base_url or self.default_base_url).rstrip("/")
+            where = f"the {self.env_base_url} environment variable"
+        if base_url is None:
+            base_url = self.default_base_url
+        self.base_url = _checked_base_url(base_url, where, self)
         self.timeout = timeout
         self.max_retries = max_retries
         self._limits = limits
@@ -613,6 +618,28 @@ class HTTPProvider(Provider):
     def _scrub(self, text: str) -> str:
         key = self.api_key.get_secret_value()
         return text.replace(key, _REDACTED) if key and key in text else text
+
+
+def _checked_base_url(url: Any, where: str, provider: HTTPProvider) -> str:
+    """``url`` without its trailing slash, refused unless it is an http(s) URL with a host.
+
+    Raises:
+        UsageError: naming ``where`` the URL came from, and an example of a good one.
+    """
+    example = (
+        f"e.g. {provider.default_base_url!r}, or 'http://localhost:8000/v1' for a local server"
+    )
+    if not isinstance(url, str):
+        raise UsageError(f"base_url must be a string ({example}), got {type(url).__name__}")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise UsageError(f"{where} is not a valid URL: {url!r} ({exc}); {example}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(
+            f"{where} must start with http:// or https:// and name a host, got {url!r}; {example}"
+        )
+    return url.rstrip("/")
 
 
 class WholeAnswer(Exception):  # a signal to the provider, not an error
