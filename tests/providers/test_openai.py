@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import weakref
@@ -37,7 +38,7 @@ from agentrt.messages import (
     Usage,
     UsageEvent,
 )
-from agentrt.providers.openai import OpenAIProvider
+from agentrt.providers.http import OpenAIProvider
 from tools.fakeserver import openai_wire
 from tools.fakeserver.script import Fault, ScriptedToolCall, Turn
 from tools.fakeserver.server import FakeServer
@@ -91,7 +92,7 @@ async def provider_for(fake_server: FakeServer, **options: Any) -> AsyncIterator
     options.setdefault("api_key", KEY)
     options.setdefault("base_url", fake_server.openai_base_url)
     provider = OpenAIProvider("gpt-test", **options)
-    provider.retry_initial_delay = 0.01
+    provider.retry = dataclasses.replace(provider.retry, initial_delay=0.01)
     async with provider:
         yield provider
 
@@ -288,7 +289,9 @@ async def test_stream_ending_before_finish_is_an_error(fake_server: FakeServer) 
 async def test_429_then_success_honours_retry_after(fake_server: FakeServer, stream: bool) -> None:
     fake_server.push(Fault(status=429, headers={"retry-after-ms": "120"}), Turn(text="after"))
     async with provider_for(fake_server) as provider:
-        provider.retry_initial_delay = 10.0  # only the header can explain a short wait
+        provider.retry = dataclasses.replace(
+            provider.retry, initial_delay=10.0
+        )  # only the header can explain a short wait
         result = Assembled.of([e async for e in provider.turn(REQUEST, stream=stream)])
     assert result.text == "after"
     assert len(fake_server.requests) == 2

@@ -8,6 +8,7 @@ leaked: no request in flight, no busy or orphaned connection, no extra task or t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -62,7 +63,7 @@ async def test_429_with_retry_after_is_retried(
 
     model = target.model(fake_server, stream=stream)
     provider: Any = model.provider
-    provider.retry_initial_delay = provider.retry_max_delay = 8.0
+    provider.retry = dataclasses.replace(provider.retry, initial_delay=8.0, max_delay=8.0)
     await run_checked(fake_server, model, scenario)
 
 
@@ -76,7 +77,7 @@ async def test_retry_after_is_capped(fake_server: FakeServer, target: Target) ->
 
     model = target.model(fake_server)
     provider: Any = model.provider
-    provider.max_retry_after = 0.05
+    provider.retry = dataclasses.replace(provider.retry, max_retry_after=0.05)
     await run_checked(fake_server, model, scenario)
 
 
@@ -516,3 +517,52 @@ async def test_a_streamed_request_answered_with_the_whole_json_answer_is_parsed(
         assert chain.usage.input_tokens == 7 and chain.usage.output_tokens == 3
 
     await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
+
+
+@targets
+@modes
+async def test_a_retry_policy_and_on_retry(
+    fake_server: FakeServer, target: Target, stream: bool
+) -> None:
+    """``retry=RetryPolicy(...)`` decides; ``TurnRequest.on_retry`` hears of every retry."""
+    from agentrt.messages import Message, TurnRequest
+    from agentrt.providers import http as drivers
+
+    cls = {"openai": drivers.OpenAIProvider, "anthropic": drivers.AnthropicProvider}.get(
+        target.name, drivers.GeminiProvider
+    )
+    policy = agentrt.RetryPolicy(
+        max_retries=3, statuses=frozenset({418}), initial_delay=0.001, max_delay=0.002
+    )
+    provider = cls("m-test", api_key="sk-test", base_url=target.base_url(fake_server), retry=policy)
+    seen: list[tuple[int, str, float]] = []
+    request = TurnRequest(
+        [Message(role="user", content="hi")],
+        on_retry=lambda attempt, error, delay: seen.append((attempt, type(error).__name__, delay)),
+    )
+    fake_server.push(Fault(status=418), Fault(status=418), Turn(text="brewed"))
+    async with provider:
+        events = [e async for e in provider.turn(request, stream=stream)]
+        assert "".join(getattr(e, "text", "") for e in events) == "brewed"
+        assert [(a, n) for a, n, _ in seen] == [(1, "BadRequestError"), (2, "BadRequestError")]
+        assert all(0 <= d <= 0.002 for _, _, d in seen)
+        fake_server.push(Fault(status=503))  # not in this policy's statuses: not retried
+        with pytest.raises(ServerError):
+            [e async for e in provider.turn(request, stream=stream)]
+    assert len(fake_server.requests) == 4 and len(seen) == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_retries": -1},
+        {"max_retries": "2"},
+        {"statuses": [99]},
+        {"initial_delay": -1},
+        {"jitter": 2},
+        {"retry_after": 5},
+    ],
+)
+def test_a_bad_retry_policy_is_a_usage_error(bad: dict[str, Any]) -> None:
+    with pytest.raises(agentrt.UsageError, match=next(iter(bad))):
+        agentrt.RetryPolicy(**bad)
