@@ -38,7 +38,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from ._conn import Conn, NotSent, open_conn
+from ._backend import Conn, NotSent, open_conn
 from ._http1 import BodyDecoder, Head, ProtocolError, parse_head
 
 __all__ = ["LeanTransport", "RawResponse"]

@@ -476,7 +476,7 @@ async def pieces(k: int) -> list[Piece]:
     )
 
     try:
-        from agentrt._threads import run_in_thread
+        from agentrt._backend import run_in_thread
     except ImportError as exc:
         out.append(("agentrt sync-tool hop", None, 0, f"skipped: {type(exc).__name__}: {exc}"))
     else:

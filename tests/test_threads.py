@@ -321,3 +321,45 @@ async def test_from_thread_run_in_a_cancelled_chain_stops_the_sync_tool(
         # keeps it running until the run ends: trio's documented behaviour.)
         assert await anyio.to_thread.run_sync(thread_done.wait, 10)
         assert not isinstance(outcome["error"], AttributeError)
+
+
+PORTABLE_SCRIPT = """
+import threading, anyio, anyio.from_thread, agentrt, agentrt._backend as backend
+from agentrt.testing import FunctionModel, ModelTurn, call
+
+assert backend.PORTABLE and not backend.FAST_CONN and not backend.FAST_THREADS
+
+async def double(x: int) -> int:
+    await anyio.sleep(0.001)
+    return 2 * x
+
+@agentrt.tool
+def hop(x: int) -> int:
+    '''Go back to the loop and return.'''
+    assert threading.current_thread().name.startswith("AnyIO worker")
+    anyio.from_thread.check_cancelled()
+    return anyio.from_thread.run(double, x)
+
+def respond(messages, tools):
+    if messages[-1].role == "tool":
+        return ModelTurn(text="got " + messages[-1].content)
+    return ModelTurn(tool_calls=[call("hop", x=21)])
+
+async def main():
+    model = agentrt.get_async_model(FunctionModel(respond))
+    print(await model.chain("go", tools=[hop]).text())
+
+anyio.run(main)
+"""
+
+
+def test_the_portable_path_is_forced_by_agentrt_portable() -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AGENTRT_PORTABLE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", PORTABLE_SCRIPT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "got 42"

@@ -23,13 +23,14 @@ import contextlib
 import select
 import socket
 import ssl
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._loops import running_asyncio_loop
+from .loops import running_asyncio_loop
+from .version import FAST_CONN
 
 __all__ = ["HIGH_WATER", "Conn", "NotSent", "ProtocolConn", "StreamConn", "open_conn"]
 
@@ -92,7 +93,8 @@ async def open_conn(
     scheme: bytes, host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> Conn:
     """Open a connection; the caller bounds the time it may take."""
-    loop = running_asyncio_loop()  # None on trio: anyio streams
+    # None on trio (and on the portable path): anyio streams.
+    loop = running_asyncio_loop() if FAST_CONN else None
     context = ssl_context if scheme == b"https" else None
     if loop is not None:
         conn = ProtocolConn(loop)
@@ -211,8 +213,8 @@ class ProtocolConn(Conn, asyncio.Protocol):
     # --- protocol callbacks (run by the loop) --------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as such.
+        self._transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -368,11 +370,13 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 class StreamConn(Conn):
     """A connection on an anyio byte stream (trio, or anything not asyncio)."""
 
-    __slots__ = ("stream",)
+    __slots__ = ("_loop", "stream")
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         super().__init__()
         self.stream = stream
+        # On asyncio (the portable path) a stream belongs to the loop that opened it.
+        self._loop = running_asyncio_loop()
 
     async def fill(self, seconds: float | None) -> None:
         try:
@@ -392,12 +396,17 @@ class StreamConn(Conn):
     def reusable(self) -> bool:
         # An idle connection with anything to read (the server's EOF, or bytes nobody asked
         # for) cannot carry another request; asked of the socket without blocking.
-        if self.buffer:
+        if self.buffer or self._loop is not running_asyncio_loop():
             return False
         sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
         return sock is None or not _readable(sock.fileno())
 
     async def aclose(self) -> None:
+        if self._loop is not running_asyncio_loop():  # opened by another (finished) loop
+            transport = getattr(self.stream, "_transport", None)  # anyio's asyncio stream
+            if transport is not None:
+                _close_orphan(transport)
+            return
         with anyio.CancelScope(shield=True):
             # Closing a broken socket may fail; there is nothing more to do with it.
             with contextlib.suppress(Exception):
