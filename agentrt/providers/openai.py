@@ -399,11 +399,11 @@ def _content(value: Any, kept: dict[str, Any]) -> str:
     if value is None or isinstance(value, str):
         return value or ""
     if not isinstance(value, list):
-        raise TypeError(f"content is a {type(value).__name__}, not a string or a list")
+        raise TypeError(f"content is of type {type(value).__name__}, not a string or a list")
     texts: list[str] = []
     for part in value:
         if not isinstance(part, dict):
-            raise TypeError(f"a content part is a {type(part).__name__}, not an object")
+            raise TypeError(f"a content part is of type {type(part).__name__}, not an object")
         if part.get("type") == "text":
             texts.append(_string(part.get("text")))
         else:
