@@ -121,6 +121,7 @@ async def send_with_retries(
     retry_after: RetryAfterHook | None = None,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
     what: str = "request",
+    first: Any = None,
 ) -> Any:
     """Call ``send()`` until it gives a response worth keeping; return that response.
 
@@ -129,12 +130,20 @@ async def send_with_retries(
     whose status is in ``policy.statuses``, is retried up to ``policy.max_retries``
     times; the last failed response is returned as it is (its body read), for the
     caller to raise as an error. ``on_retry(attempt, error, delay)`` is called before
-    each wait, with ``error_of(response, body)`` for a failed response.
+    each wait, with ``error_of(response, body)`` for a failed response. ``first``: the
+    outcome of a first attempt already made (a response, or the ``APIConnectionError``
+    it raised), so the happy path never enters this loop.
     """
     attempt = 0
     while True:
         try:
-            response = await send()
+            if first is not None:
+                outcome, first = first, None
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                response = outcome
+            else:
+                response = await send()
         except APIConnectionError as exc:
             if attempt >= policy.max_retries:
                 raise

@@ -25,7 +25,8 @@ import os
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any, ClassVar, cast
 
 import httpx
 from pydantic import SecretStr
@@ -353,39 +354,50 @@ class HTTPProvider(Provider):
         on_retry: Callable[[int, BaseException, float], None] | None,
     ) -> WireResponse:
         """Send with the retry policy; return a successful response or raise its error."""
-        backend = self.backend
-
-        async def attempt() -> WireResponse:
-            with self._map_errors():
-                try:
-                    response = await backend.send(route, content, stream=stream)
-                except httpx.HTTPError as exc:
-                    logger.debug("%s: POST %s failed: %s", self.name, route.url, type(exc).__name__)
-                    raise
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("%s: POST %s -> HTTP %d", self.name, route.url, response.status)
-            return response
-
+        # The happy path pays nothing for retries: the loop is entered only after a first
+        # attempt that needs one, and takes that attempt's outcome as its first.
         retry = self.retry
-        if not retry.max_retries:
-            response = await attempt()
+        first: WireResponse | APIConnectionError
+        try:
+            first = response = await self._attempt(route, content, stream)
+        except APIConnectionError as exc:
+            if not retry.max_retries:
+                raise
+            first = exc
         else:
+            if 200 <= response.status < 300:
+                return response
+        if retry.max_retries and (
+            isinstance(first, APIConnectionError) or first.status in retry.statuses
+        ):
             response = await send_with_retries(
-                attempt,
+                partial(self._attempt, route, content, stream),
                 retry,
                 error_of=self._error_of,
                 retry_after=self.codec.retry_after,
                 on_retry=on_retry,
                 what=self.name,
+                first=first,
             )
-        if 200 <= response.status < 300:
-            return response
+            if 200 <= response.status < 300:
+                return cast(WireResponse, response)
         try:
             with self._map_errors():
                 data = await response.read()
         finally:
             await response.aclose()
         raise self._error_of(response, data)
+
+    async def _attempt(self, route: Route, content: bytes, stream: bool) -> WireResponse:
+        with self._map_errors():
+            try:
+                response = await self.backend.send(route, content, stream=stream)
+            except httpx.HTTPError as exc:
+                logger.debug("%s: POST %s failed: %s", self.name, route.url, type(exc).__name__)
+                raise
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s: POST %s -> HTTP %d", self.name, route.url, response.status)
+        return response
 
     def _route(
         self,
