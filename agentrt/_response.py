@@ -8,7 +8,6 @@ cancellation, before the exception (if any) reaches the caller.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 import weakref
@@ -42,7 +41,6 @@ __all__ = [
 ]
 
 #: Whether ``TurnRequest`` has the ``on_retry`` field the HTTP layer calls before a retry.
-_REQUEST_HAS_ON_RETRY = any(f.name == "on_retry" for f in dataclasses.fields(TurnRequest))
 
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
 C = TypeVar("C", bound=Callable[..., Any])
@@ -270,8 +268,8 @@ class AsyncResponse(Lifecycle):
         hooks = self._hooks
         started = time.perf_counter()
         self.started_at = time.time()
-        if hooks.retry_handlers and _REQUEST_HAS_ON_RETRY:
-            self.request.on_retry = retry_notifier(self, hooks.retry_handlers)  # type: ignore[attr-defined]
+        if hooks.retry_handlers:
+            self.request.on_retry = retry_notifier(self, hooks.retry_handlers)
         if hooks.on_turn_start:
             await hooks.emit("on_turn_start", self)
         state = self._state

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from agentrt import AsyncModel, CallbackHandler, Message, ToolResult, UsageError, tool
-from agentrt._execute import ToolRunner
 from agentrt.callbacks import add_global_handler, global_handlers, remove_global_handler
 from agentrt.messages import FinishEvent, StreamEvent, TextDelta, TurnRequest
 from agentrt.providers.base import Provider
@@ -87,9 +84,6 @@ def test_tool_result_carries_structured_data() -> None:
     assert ToolResult(tool_call_id="c", name="t", content="3").structured is None
 
 
-HAS_ON_RETRY = any(f.name == "on_retry" for f in dataclasses.fields(TurnRequest))
-
-
 class RetryingProvider(Provider):
     """Calls the request's on_retry as the HTTP layer does before a retry sleep."""
 
@@ -103,7 +97,6 @@ class RetryingProvider(Provider):
         yield FinishEvent("stop", "stop")
 
 
-@pytest.mark.skipif(not HAS_ON_RETRY, reason="needs the http helper's TurnRequest.on_retry")
 async def test_on_retry_reaches_handlers_through_the_request() -> None:
     calls: list[tuple[Any, int, str, float]] = []
 
@@ -138,10 +131,6 @@ async def test_tool_errors_model_is_the_default() -> None:
     assert await chain.text() == "recovered"
 
 
-@pytest.mark.skipif(
-    "tool_errors" not in inspect.signature(ToolRunner).parameters,
-    reason="needs the core-tools helper's ToolRunner(tool_errors=...)",
-)
 async def test_tool_errors_raise_reraises_the_tools_exception() -> None:
     chain = FunctionModel(boom_script).chain("go", tools=[boom], tool_errors="raise")
     with pytest.raises(ValueError, match="kaput"):

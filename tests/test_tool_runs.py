@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 import json
 import logging
 import threading
@@ -239,16 +238,6 @@ async def test_a_failing_tool_is_logged_with_its_traceback(
     assert "return a / b" in caplog.text  # the traceback reaches the tool's own line
 
 
-def _chain_takes_tool_errors() -> bool:
-    return "tool_errors" in inspect.signature(FunctionModel.chain).parameters
-
-
-needs_chain_tool_errors = pytest.mark.skipif(
-    not _chain_takes_tool_errors(),
-    reason="chain(tool_errors=...) is added by core-chain; the runner is tested below",
-)
-
-
 async def run_turn(tools: list[Any], calls: list[ToolCall], **settings: Any) -> Any:
     """Run one turn's calls through the chain's tool runner."""
     runner = ToolRunner(collect_tools(tools), **settings)
@@ -310,7 +299,6 @@ async def test_tool_errors_raise_keeps_the_failed_result_for_history() -> None:
     assert rest == [None, None]  # the chain gives cancelled calls their "cancelled" results
 
 
-@needs_chain_tool_errors
 @pytest.mark.parametrize("calls", [1, 3])
 async def test_tool_errors_raise_fails_the_chain_with_the_tool_exception(calls: int) -> None:
     finished: list[int] = []
@@ -344,7 +332,6 @@ async def test_tool_errors_is_validated() -> None:
         ToolRunner({}, tool_errors="strict")  # type: ignore[arg-type]
 
 
-@needs_chain_tool_errors
 async def test_chain_tool_errors_is_validated() -> None:
     with pytest.raises(UsageError, match="tool_errors="):
         calls_then_answer().chain("go", tool_errors="strict")
