@@ -60,11 +60,10 @@ def base_url(server: FakeServer, provider: str) -> str:
 
 
 def remote_model(server: FakeServer, provider: str, **options: Any) -> agentrt.AsyncModel:
-    model = agentrt.get_async_model(
+    options.setdefault("retry", agentrt.RetryPolicy(initial_delay=0.01))  # short backoff
+    return agentrt.get_async_model(
         f"{provider}:m-1", api_key=KEY, base_url=base_url(server, provider), **options
     )
-    model.provider.retry_initial_delay = 0.01  # type: ignore[attr-defined]
-    return model
 
 
 @dataclass
