@@ -1,0 +1,227 @@
+"""An MCP server for agentrt's tests and benchmarks, written on the ``mcp`` SDK's low-level server.
+
+Run it over stdio (``python tools/mcp_servers/demo.py``) or streamable HTTP
+(``python tools/mcp_servers/demo.py --http 0``: it binds 127.0.0.1, prints ``PORT <n>`` on
+stdout once listening). ``--silent`` reads stdin and never answers anything (a server that
+never answers ``initialize``). ``--prefix-tools X`` renames every tool ``X_<name>`` (two
+servers whose tools collide or not).
+
+Its tools exercise what a client must handle: plain text, structured content with and
+without text, ``isError`` results, a JSON-RPC error, a slow call that counts its
+server-side cancellations, a crash mid-call, a huge result, an image, and a tool list that
+changes while connected (announced on ``subscriptions/listen`` to 2026-07-28 clients and
+with the ``list_changed`` notification to legacy ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import socket
+import sys
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.shared.exceptions import MCPError
+
+# A 1x1 transparent PNG.
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c63000100000500010d0a2db40000000049454e44ae426082"
+    )
+).decode()
+
+OBJECT = "object"
+
+
+def _schema(**props: str) -> dict[str, Any]:
+    return {
+        "type": OBJECT,
+        "properties": {name: {"type": kind} for name, kind in props.items()},
+        "required": list(props),
+    }
+
+
+BASE_TOOLS: list[types.Tool] = [
+    types.Tool(name="echo", description="Echo the text back.", input_schema=_schema(text="string")),
+    types.Tool(
+        name="add",
+        description="Add two integers.",
+        input_schema=_schema(a="integer", b="integer"),
+        output_schema={"type": OBJECT, "properties": {"sum": {"type": "integer"}}},
+    ),
+    types.Tool(
+        name="structured_only",
+        description="Return structured content and no text.",
+        input_schema=_schema(n="integer"),
+    ),
+    types.Tool(name="fail", description="Always fails (isError).", input_schema=_schema()),
+    types.Tool(name="rpc_error", description="Answers with a JSON-RPC error.", input_schema=_schema()),
+    types.Tool(
+        name="sleep",
+        description="Sleep for some seconds.",
+        input_schema=_schema(seconds="number"),
+    ),
+    types.Tool(
+        name="cancelled_count",
+        description="How many sleep calls were cancelled on the server.",
+        input_schema=_schema(),
+    ),
+    types.Tool(name="crash", description="Exit the server process mid-call.", input_schema=_schema()),
+    types.Tool(name="big", description="Return n characters.", input_schema=_schema(n="integer")),
+    types.Tool(name="image", description="Return an image and a caption.", input_schema=_schema()),
+    types.Tool(name="add_tool", description="Add the tool 'extra'.", input_schema=_schema()),
+    types.Tool(name="pid", description="The server's process id.", input_schema=_schema()),
+]
+EXTRA = types.Tool(name="extra", description="Added while connected.", input_schema=_schema())
+
+
+class Demo:
+    """The server's state: its tool list and what it observed."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.tools = list(BASE_TOOLS)
+        self.cancelled = 0
+        self.bus = InMemorySubscriptionBus()
+
+    def listed(self) -> list[types.Tool]:
+        if not self.prefix:
+            return self.tools
+        return [t.model_copy(update={"name": f"{self.prefix}_{t.name}"}) for t in self.tools]
+
+    async def list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=self.listed())
+
+    async def call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        name = params.name.removeprefix(f"{self.prefix}_") if self.prefix else params.name
+        args = params.arguments or {}
+        if name not in {t.name for t in self.tools}:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"unknown tool {params.name}")
+        if name == "echo":
+            return _text(str(args["text"]))
+        if name == "add":
+            total = int(args["a"]) + int(args["b"])
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text=str(total))],
+                structured_content={"sum": total},
+            )
+        if name == "structured_only":
+            return types.CallToolResult(content=[], structured_content={"n": args["n"], "ok": True})
+        if name == "fail":
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text="it broke")], is_error=True
+            )
+        if name == "rpc_error":
+            raise MCPError(code=-32042, message="the custom failure")
+        if name == "sleep":
+            try:
+                await anyio.sleep(float(args["seconds"]))
+            except anyio.get_cancelled_exc_class():
+                self.cancelled += 1
+                raise
+            return _text("slept")
+        if name == "cancelled_count":
+            return _text(str(self.cancelled))
+        if name == "crash":
+            sys.stdout.flush()
+            os._exit(3)
+        if name == "big":
+            return _text("x" * int(args["n"]))
+        if name == "image":
+            return types.CallToolResult(
+                content=[
+                    types.TextContent(type="text", text="a pixel"),
+                    types.ImageContent(type="image", data=PNG, mime_type="image/png"),
+                ]
+            )
+        if name == "add_tool":
+            if EXTRA not in self.tools:
+                self.tools.append(EXTRA)
+            await self.bus.publish(ToolsListChanged())
+            if ctx.protocol_version not in _modern():
+                await ctx.session.send_tool_list_changed()
+            return _text("added")
+        if name == "extra":
+            return _text("extra works")
+        if name == "pid":
+            return _text(str(os.getpid()))
+        raise AssertionError(name)  # pragma: no cover
+
+    def server(self) -> Server[Any]:
+        return Server(
+            "agentrt-demo",
+            version="1.0",
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+            on_subscriptions_listen=ListenHandler(self.bus),
+        )
+
+
+def _modern() -> tuple[str, ...]:
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+    return tuple(MODERN_PROTOCOL_VERSIONS)
+
+
+def _text(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
+
+
+async def _serve_stdio(server: Server[Any]) -> None:
+    from mcp.server.stdio import stdio_server
+
+    options = server.create_initialization_options(NotificationOptions(tools_changed=True))
+    async with stdio_server() as (read, write):
+        await server.run(read, write, options)
+
+
+async def _serve_http(server: Server[Any], port: int) -> None:
+    import uvicorn
+
+    app = server.streamable_http_app()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    await uvicorn.Server(config).serve(sockets=[sock])
+
+
+async def _silent() -> None:
+    # Read and ignore everything: a server that never answers initialize.
+    stdin = anyio.wrap_file(sys.stdin)
+    async for _ in stdin:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the demo server."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--http", type=int, default=None, metavar="PORT")
+    parser.add_argument("--silent", action="store_true")
+    parser.add_argument("--prefix-tools", default="")
+    args = parser.parse_args(argv)
+    if args.silent:
+        anyio.run(_silent)
+        return
+    server = Demo(args.prefix_tools).server()
+    if args.http is not None:
+        anyio.run(_serve_http, server, args.http)
+    else:
+        anyio.run(_serve_stdio, server)
+
+
+if __name__ == "__main__":
+    main()
