@@ -2,8 +2,7 @@
 
 Run it over stdio (``python tools/mcp_servers/demo.py``) or streamable HTTP
 (``python tools/mcp_servers/demo.py --http 0``: it binds 127.0.0.1, prints ``PORT <n>`` on
-stdout once listening). ``--silent`` reads stdin and never answers anything (a server that
-never answers ``initialize``). ``--prefix-tools X`` renames every tool ``X_<name>`` (two
+stdout once listening). ``--prefix-tools X`` renames every tool ``X_<name>`` (two
 servers whose tools collide or not).
 
 Its tools exercise what a client must handle: plain text, structured content with and
@@ -199,23 +198,12 @@ async def _serve_http(server: Server[Any], port: int) -> None:
     await uvicorn.Server(config).serve(sockets=[sock])
 
 
-async def _silent() -> None:
-    # Read and ignore everything: a server that never answers initialize.
-    stdin = anyio.wrap_file(sys.stdin)
-    async for _ in stdin:
-        pass
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the demo server."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--http", type=int, default=None, metavar="PORT")
-    parser.add_argument("--silent", action="store_true")
     parser.add_argument("--prefix-tools", default="")
     args = parser.parse_args(argv)
-    if args.silent:
-        anyio.run(_silent)
-        return
     server = Demo(args.prefix_tools).server()
     if args.http is not None:
         anyio.run(_serve_http, server, args.http)
