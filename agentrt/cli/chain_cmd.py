@@ -174,7 +174,7 @@ def run_chain(args: argparse.Namespace) -> int:
         AgentrtError: the model or a ``-T`` tool is unknown, or a key is missing.
     """
     prompt = read_prompt(args.prompt, sys.stdin)
-    tools = gather_tools(args.tools, args.functions)
+    tools = [*gather_tools(args.tools, args.functions), *getattr(args, "extra_tools", ())]
     model_id = args.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
     model = get_async_model(model_id, stream=not args.no_stream)
     logger = open_logger(args)

@@ -23,6 +23,7 @@ import anyio
 
 from ..errors import UsageError
 from ._connection import Connection
+from ._serve import serve, serve_async
 from ._targets import Target, name_filter, read_config, resolve_target
 from ._toolbox import MCPOutput, MCPTool, MCPToolbox, check_prefix, model_name, to_output
 
@@ -39,6 +40,7 @@ __all__ = [
     "load_config_sync",
     "model_name",
     "serve",
+    "serve_async",
     "to_output",
 ]
 
@@ -285,20 +287,3 @@ def load_config_sync(
             for config in configs
         ]
         yield boxes
-
-
-def serve(
-    tools: Iterable[Any],
-    *,
-    name: str,
-    transport: str = "stdio",
-    host: str = "127.0.0.1",
-    port: int | None = None,
-) -> None:
-    """Publish agentrt tools as an MCP server and serve until stopped (blocking).
-
-    See :func:`agentrt.mcp.serve_async` for the details.
-    """
-    from ._serve import serve as run
-
-    run(tools, name=name, transport=transport, host=host, port=port)

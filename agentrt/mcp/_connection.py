@@ -370,7 +370,9 @@ class Connection:
                         server=self.name,
                     )
         finally:
-            if request.result is None and request.error is None:
+            if request.result is None and request.error is None and lost:
+                request.error = self._lost_error(request, lost, serving)
+            elif request.result is None and request.error is None:
                 request.error = MCPConnectionError(
                     f"the MCP connection to {self.name!r} was closed before the call finished",
                     server=self.name,
