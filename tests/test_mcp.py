@@ -255,7 +255,7 @@ async def test_a_server_that_exits_mid_call_gives_an_error_then_reconnects(
 
 async def test_a_server_that_never_answers_initialize_times_out() -> None:
     started = time.perf_counter()
-    with pytest.raises(MCPConnectionError, match="connect_timeout=0.5"):
+    with pytest.raises(MCPConnectionError, match=r"connect_timeout=0\.5"):
         async with mcp.connect([sys.executable, SILENT], connect_timeout=0.5):
             pass  # pragma: no cover
     assert time.perf_counter() - started < 8

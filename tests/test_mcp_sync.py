@@ -29,9 +29,7 @@ def test_connect_sync_with_get_model(url: str) -> None:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_a_connect_sync_toolbox_works_in_an_async_chain_on_any_loop(
-    url: str, backend: str
-) -> None:
+def test_a_connect_sync_toolbox_works_in_an_async_chain_on_any_loop(url: str, backend: str) -> None:
     async def run(box: mcp.MCPToolbox) -> str:
         model, _ = scripted([call("echo", text="across loops")])
         return await model.chain("x", tools=[box]).text()

@@ -14,6 +14,7 @@ Built on the official ``mcp`` SDK (the ``mcp`` extra: ``pip install 'agentrt[mcp
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from os import PathLike
@@ -29,6 +30,9 @@ from ._toolbox import MCPOutput, MCPTool, MCPToolbox, check_prefix, model_name, 
 
 if TYPE_CHECKING:
     from anyio.from_thread import BlockingPortal
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = [
     "MCPOutput",
@@ -61,7 +65,7 @@ async def connect(
     target: str | Sequence[str],
     *,
     prefix: str | None = None,
-    timeout: float | None = 60,
+    timeout: float | None = 60,  # noqa: ASYNC109 (per tool call, not for this function)
     connect_timeout: float = 10,
     env: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
@@ -125,7 +129,7 @@ async def _open(
     target: Target,
     *,
     prefix: str | None,
-    timeout: float | None,
+    timeout: float | None,  # noqa: ASYNC109 (per tool call)
     connect_timeout: float,
     allow: frozenset[str] | None = None,
     deny: frozenset[str] | None = None,
@@ -163,7 +167,7 @@ async def _open(
 def _single(group: BaseExceptionGroup[Any]) -> BaseException:
     # The owner failed before it started: one error, which the caller should see as is.
     while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-        group = group.exceptions[0]  # type: ignore[assignment]
+        group = group.exceptions[0]
     return group
 
 
@@ -171,7 +175,7 @@ def _single(group: BaseExceptionGroup[Any]) -> BaseException:
 async def load_config(
     path: str | PathLike[str],
     *,
-    timeout: float | None = 60,
+    timeout: float | None = 60,  # noqa: ASYNC109 (per tool call)
     connect_timeout: float = 10,
     errlog: TextIO | None = None,
 ) -> AsyncIterator[list[MCPToolbox]]:
@@ -223,7 +227,7 @@ def connect_sync(
     cwd: str | PathLike[str] | None = None,
     errlog: TextIO | None = None,
 ) -> Iterator[MCPToolbox]:
-    """:func:`connect` for sync code: ``with connect_sync(...) as box:``.
+    """Connect like :func:`connect`, for sync code (a ``with`` block).
 
     The connection lives on an event loop in a thread of its own; its tools work in sync
     chains (``get_model``) and in async chains on any loop.
@@ -258,7 +262,7 @@ def load_config_sync(
     connect_timeout: float = 10,
     errlog: TextIO | None = None,
 ) -> Iterator[list[MCPToolbox]]:
-    """:func:`load_config` for sync code: ``with load_config_sync("mcp.json") as boxes:``.
+    """Load like :func:`load_config`, for sync code (a ``with`` block).
 
     Raises:
         UsageError: as :func:`load_config`, or called from inside a running event loop.

@@ -37,6 +37,9 @@ from anyio.abc import TaskStatus
 from ..errors import AgentrtError, MCPConnectionError, MCPToolError, ToolTimeoutError, UsageError
 from ._targets import Target
 
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
 if TYPE_CHECKING:
     import mcp_types
     from mcp import Client
@@ -119,7 +122,10 @@ class Connection:
     # --- the caller's side ---------------------------------------------------------------
 
     async def call(
-        self, name: str, arguments: dict[str, Any], timeout: float | None
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        timeout: float | None,  # noqa: ASYNC109 (sent to the SDK, which cancels on the server)
     ) -> mcp_types.CallToolResult:
         """Ask the owner to call tool ``name`` (its wire name) and wait for the result.
 
@@ -136,7 +142,9 @@ class Connection:
                 "agentrt.mcp.connect_sync() with get_model()"
             )
         if self._closed:
-            raise MCPConnectionError(f"the MCP connection to {self.name!r} is closed", server=self.name)
+            raise MCPConnectionError(
+                f"the MCP connection to {self.name!r} is closed", server=self.name
+            )
         if self._dead is not None:
             raise MCPConnectionError(self._dead, server=self.name)
         request = _Request(name, arguments, timeout)
@@ -194,11 +202,8 @@ class Connection:
                 f"the MCP connection to {self.name!r} was closed before the call finished",
                 server=self.name,
             )
-            while True:
-                try:
-                    self._receive.receive_nowait().fail(closed)
-                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                    break
+            while self._receive.statistics().current_buffer_used:
+                self._receive.receive_nowait().fail(closed)
             self._receive.close()
 
     async def _serve(self, task_status: TaskStatus[None], first: _Request | None) -> str | None:
@@ -232,8 +237,7 @@ class Connection:
                 logger.warning("MCP server %r: the connection failed: %r", self.name, exc)
                 return f"the connection failed ({_describe(exc)})"
             raise MCPConnectionError(
-                f"cannot connect to the MCP server {self._label()}: "
-                f"{_describe(exc)}",
+                f"cannot connect to the MCP server {self._label()}: {_describe(exc)}",
                 server=self.name,
             ) from exc
         if not connected:
@@ -251,11 +255,14 @@ class Connection:
 
         from .. import __version__
 
-        async with self._transport() as transport, Client(
-            transport,
-            client_info=Implementation(name="agentrt", version=__version__),
-            message_handler=self._on_message,
-        ) as client:
+        async with (
+            self._transport() as transport,
+            Client(
+                transport,
+                client_info=Implementation(name="agentrt", version=__version__),
+                message_handler=self._on_message,
+            ) as client,
+        ):
             self.protocol_version = client.protocol_version
             info = client.server_info
             self.server_name = info.name if info is not None else None
@@ -291,7 +298,9 @@ class Connection:
                         headers={**(headers or {}), **target.headers}, timeout=timeout, auth=auth
                     )
 
-                yield sse_client(target.url, headers=dict(target.headers), httpx_client_factory=factory)
+                yield sse_client(
+                    target.url, headers=dict(target.headers), httpx_client_factory=factory
+                )
             else:
                 from mcp.client.streamable_http import streamable_http_client
 
@@ -379,12 +388,16 @@ class Connection:
                 )
             request.done.set()
 
-    def _lost_error(self, request: _Request, lost: list[str], serving: anyio.CancelScope) -> MCPToolError:
+    def _lost_error(
+        self, request: _Request, lost: list[str], serving: anyio.CancelScope
+    ) -> MCPToolError:
         if not lost:
             lost.append(f"the connection closed during a call to {request.name!r}")
             serving.cancel()  # stop serving on a dead connection; run() reconnects
-        what = "exited or closed the connection" if self.target.transport == "stdio" else (
-            "closed the connection"
+        what = (
+            "exited or closed the connection"
+            if self.target.transport == "stdio"
+            else ("closed the connection")
         )
         return MCPToolError(
             f"the MCP server {self.name!r} {what} during the call to {request.name!r} "
@@ -456,4 +469,3 @@ def _describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-

@@ -130,7 +130,8 @@ async def serve_async(
         sock.close()
         raise UsageError(f"cannot listen on {host}:{port}: {exc}") from exc
     bound = sock.getsockname()[1]
-    print(f"agentrt: serving MCP tools at http://{host}:{bound}/mcp", file=sys.stderr, flush=True)
+    sys.stderr.write(f"agentrt: serving MCP tools at http://{host}:{bound}/mcp\n")
+    sys.stderr.flush()
     app = server.streamable_http_app(host=host)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     await uvicorn.Server(config).serve(sockets=[sock])

@@ -136,8 +136,10 @@ def name_filter(names: Iterable[str] | None, what: str) -> frozenset[str] | None
     if names is None:
         return None
     if isinstance(names, str):
-        raise UsageError(f"{what}= takes a list of tool names, got the string {names!r}: "
-                         f"write {what}=[{names!r}]")
+        raise UsageError(
+            f"{what}= takes a list of tool names, got the string {names!r}: "
+            f"write {what}=[{names!r}]"
+        )
     result = frozenset(names)
     for name in result:
         if not isinstance(name, str):
@@ -174,7 +176,7 @@ def read_config(path: str | os.PathLike[str]) -> list[ServerConfig]:
     servers = data.get("mcpServers") if isinstance(data, dict) else None
     if not isinstance(servers, dict):
         raise UsageError(
-            f"{str(file)!r} must be a JSON object with an \"mcpServers\" object, mapping each "
+            f'{str(file)!r} must be a JSON object with an "mcpServers" object, mapping each '
             'server\'s name to {"command": ..., "args": [...]} or {"url": ...}'
         )
     configs = []
@@ -194,14 +196,14 @@ def _server(file: Path, key: str, entry: dict[str, Any]) -> ServerConfig:
         kind = "http"
     timeout = entry.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise UsageError(f"{where}: \"timeout\" must be a positive number of seconds")
+        raise UsageError(f'{where}: "timeout" must be a positive number of seconds')
     try:
         if "url" in entry:
             target = resolve_target(entry["url"], transport=kind, headers=entry.get("headers"))
         elif "command" in entry:
             args = entry.get("args", [])
             if not isinstance(args, list):
-                raise UsageError(f"\"args\" must be a list of strings, got {args!r}")
+                raise UsageError(f'"args" must be a list of strings, got {args!r}')
             command = entry["command"]
             parts = [command, *args] if isinstance(command, str) else command
             target = resolve_target(

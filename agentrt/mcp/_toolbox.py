@@ -158,7 +158,7 @@ class MCPTool(Tool):
 
 
 def _validator(schema: dict[str, Any]) -> Any:
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped]  # mcp's own dependency; no stubs
 
     try:
         cls = jsonschema.validators.validator_for(schema)
@@ -258,7 +258,8 @@ class MCPToolbox(Toolbox):
             # connect_sync(): the connection lives on the portal's loop; sync chains call
             # through it from a worker thread, async chains (any loop) via a thread hop.
             def call_sync(**arguments: Any) -> str:
-                return portal.call(box._call, holder[0], arguments)
+                result: str = portal.call(box._call, holder[0], arguments)
+                return result
 
             async def call_from_any_loop(**arguments: Any) -> str:
                 import anyio.to_thread

@@ -62,7 +62,9 @@ BASE_TOOLS: list[types.Tool] = [
         input_schema=_schema(n="integer"),
     ),
     types.Tool(name="fail", description="Always fails (isError).", input_schema=_schema()),
-    types.Tool(name="rpc_error", description="Answers with a JSON-RPC error.", input_schema=_schema()),
+    types.Tool(
+        name="rpc_error", description="Answers with a JSON-RPC error.", input_schema=_schema()
+    ),
     types.Tool(
         name="sleep",
         description="Sleep for some seconds.",
@@ -73,7 +75,9 @@ BASE_TOOLS: list[types.Tool] = [
         description="How many sleep calls were cancelled on the server.",
         input_schema=_schema(),
     ),
-    types.Tool(name="crash", description="Exit the server process mid-call.", input_schema=_schema()),
+    types.Tool(
+        name="crash", description="Exit the server process mid-call.", input_schema=_schema()
+    ),
     types.Tool(name="big", description="Return n characters.", input_schema=_schema(n="integer")),
     types.Tool(name="image", description="Return an image and a caption.", input_schema=_schema()),
     types.Tool(name="add_tool", description="Add the tool 'extra'.", input_schema=_schema()),
