@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -253,12 +254,23 @@ async def test_a_server_that_exits_mid_call_gives_an_error_then_reconnects(
     assert any("reconnecting" in r.getMessage() for r in caplog.records)
 
 
-async def test_a_server_that_never_answers_initialize_times_out() -> None:
+async def test_a_server_that_never_answers_is_refused_and_ended_in_bounded_time(
+    tmp_path: Path,
+) -> None:
+    # It never answers initialize, and keeps running after its input ends: connect() gives
+    # up after connect_timeout, and the child is terminated (its group, after the SDK's
+    # grace period) and reaped before connect() returns.
+    pidfile = tmp_path / "pid"
     started = time.perf_counter()
     with pytest.raises(MCPConnectionError, match=r"connect_timeout=0\.5"):
-        async with mcp.connect([sys.executable, SILENT], connect_timeout=0.5):
+        async with mcp.connect(
+            [sys.executable, SILENT, str(pidfile), "--linger"], connect_timeout=0.5
+        ):
             pass  # pragma: no cover
-    assert time.perf_counter() - started < 8
+    assert time.perf_counter() - started < 10
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 async def test_a_command_that_does_not_exist_is_a_connection_error() -> None:

@@ -212,6 +212,7 @@ class Connection:
         Returns:
             ``None`` once closed, else why the connection was lost.
         """
+        _import_sdk()  # the first import takes a while: not part of connect_timeout
         connected = False
         lost: list[str] = []
         deadline = anyio.CancelScope(deadline=anyio.current_time() + self.connect_timeout)
@@ -441,6 +442,13 @@ class Connection:
         if isinstance(message, ToolListChangedNotification) and self._changed is not None:
             self._changed.set()
         await anyio.lowlevel.checkpoint()
+
+
+def _import_sdk() -> None:
+    import mcp
+    import mcp.client.sse
+    import mcp.client.stdio
+    import mcp.client.streamable_http  # noqa: F401
 
 
 def _errlog(errlog: TextIO | None) -> TextIO:
