@@ -21,10 +21,10 @@ STDIO = [sys.executable, DEMO]
 
 
 @contextmanager
-def http_server(*args: str) -> Iterator[str]:
-    """Run the demo server over streamable HTTP on 127.0.0.1 and yield its URL."""
+def http_server(*args: str, sse: bool = False) -> Iterator[str]:
+    """Run the demo server over streamable HTTP (or legacy SSE) on 127.0.0.1; yield its URL."""
     process = subprocess.Popen(
-        [sys.executable, DEMO, "--http", "0", *args],
+        [sys.executable, DEMO, "--sse" if sse else "--http", "0", *args],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -32,7 +32,8 @@ def http_server(*args: str) -> Iterator[str]:
         assert process.stdout is not None
         line = process.stdout.readline()  # the server prints its port once it listens
         assert line.startswith("PORT "), f"the demo server did not start: {line!r}"
-        yield f"http://127.0.0.1:{int(line.split()[1])}/mcp"
+        path = "/sse" if sse else "/mcp"
+        yield f"http://127.0.0.1:{int(line.split()[1])}{path}"
     finally:
         process.terminate()
         process.wait(timeout=10)

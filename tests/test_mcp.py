@@ -34,6 +34,12 @@ def url() -> Iterator[str]:
         yield address
 
 
+@pytest.fixture(scope="module")
+def sse_url() -> Iterator[str]:
+    with http_server(sse=True) as address:
+        yield address
+
+
 def _fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
@@ -70,6 +76,32 @@ async def test_http_list_and_call_keeps_the_wire_name(url: str) -> None:
         assert tool.wire_name == "echo"
         model, _ = scripted([call(tool.name, text="héllo")])
         assert await model.chain("echo", tools=[box]).text() == "héllo"
+
+
+async def test_legacy_sse_transport(sse_url: str) -> None:
+    async with mcp.connect(sse_url, prefix="old") as box:
+        assert box._connection.target.transport == "sse"
+        model, _ = scripted([call("old__add", a=1, b=1)])
+        assert await model.chain("sum", tools=[box]).text() == "2"
+
+
+async def test_the_sqlite_log_records_mcp_calls_under_the_server_prefix(
+    url: str, tmp_path: Path
+) -> None:
+    from agentrt.logs import SQLiteLogger, recent_chains
+
+    async with mcp.connect(url, prefix="docs") as box, SQLiteLogger(tmp_path / "l.db") as log:
+        model, _ = scripted([call("docs__echo", text="logged"), call("docs__fail")])
+        await model.chain("log it", tools=[box], callbacks=[log]).text()
+    (chain,) = recent_chains(tmp_path / "l.db")
+    calls = chain["turns"][0]["tool_calls"]
+    assert [(c["name"], c["result"], c["error"]) for c in calls][0] == (
+        "docs__echo",
+        "logged",
+        None,
+    )
+    assert calls[1]["name"] == "docs__fail" and "it broke" in calls[1]["error"]
+    assert "docs__echo" in chain["tools"]
 
 
 async def test_parallel_calls_in_one_turn_run_at_once(url: str) -> None:
@@ -294,18 +326,27 @@ async def test_an_error_in_the_block_reaches_the_caller_unwrapped(url: str) -> N
 # --- list changes ----------------------------------------------------------------------------
 
 
-async def test_a_list_change_shows_between_turns_never_mid_turn() -> None:
+async def _list_change_between_chains(target: str | list[str], protocol: str) -> None:
+    async with mcp.connect(target) as box:
+        assert (box.protocol_version >= "2026") == (protocol == "2026-07-28")
+        model, offered = scripted([call("add_tool")], [call("echo", text="x")])
+        chain = model.chain("change", tools=[box])
+        await chain.text()
+        # The chain kept the tools it started with, in every turn.
+        assert len(offered) == 3 and all("extra" not in names for names in offered)
+        await eventually(lambda: any(t.name == "extra" for t in box.tools()))
+        model, offered = scripted([call("extra")])
+        assert await model.chain("again", tools=[box]).text() == "extra works"
+        assert "extra" in offered[0]
+
+
+async def test_a_list_change_announced_on_listen_shows_in_the_next_chain() -> None:
     with http_server() as own_url:  # this test changes the server's tool list
-        async with mcp.connect(own_url) as box:
-            model, offered = scripted([call("add_tool")], [call("echo", text="x")])
-            chain = model.chain("change", tools=[box])
-            await chain.text()
-            # The chain kept the tools it started with, in every turn.
-            assert all("extra" not in names for names in offered)
-            await eventually(lambda: any(t.name == "extra" for t in box.tools()))
-            model, offered = scripted([call("extra")])
-            assert await model.chain("again", tools=[box]).text() == "extra works"
-            assert "extra" in offered[0]
+        await _list_change_between_chains(own_url, "2026-07-28")
+
+
+async def test_a_list_changed_notification_from_a_legacy_server_shows_in_the_next_chain() -> None:
+    await _list_change_between_chains([*STDIO, "--legacy"], "legacy")
 
 
 # --- the sync facade -------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Run it over stdio (``python tools/mcp_servers/demo.py``) or streamable HTTP
 (``python tools/mcp_servers/demo.py --http 0``: it binds 127.0.0.1, prints ``PORT <n>`` on
-stdout once listening). ``--prefix-tools X`` renames every tool ``X_<name>`` (two
-servers whose tools collide or not).
+stdout once listening) or the legacy HTTP+SSE transport (``--sse 0``, at ``/sse``). ``--prefix-tools X`` renames every tool ``X_<name>`` (two
+servers whose tools collide or not). ``--legacy`` (stdio) serves only the handshake-era
+protocol (``initialize``, ``list_changed`` notifications).
 
 Its tools exercise what a client must handle: plain text, structured content with and
 without text, ``isError`` results, a JSON-RPC error, a slow call that counts its
@@ -163,13 +164,14 @@ class Demo:
         raise AssertionError(name)  # pragma: no cover
 
     def server(self) -> Server[Any]:
-        return Server(
+        server: Server[Any] = Server(
             "agentrt-demo",
             version="1.0",
             on_list_tools=self.list_tools,
             on_call_tool=self.call_tool,
             on_subscriptions_listen=ListenHandler(self.bus),
         )
+        return server
 
 
 def _modern() -> tuple[str, ...]:
@@ -182,37 +184,79 @@ def _text(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
 
-async def _serve_stdio(server: Server[Any]) -> None:
+async def _serve_stdio(server: Server[Any], legacy: bool) -> None:
+    from mcp.server.runner import serve_loop
     from mcp.server.stdio import stdio_server
 
     options = server.create_initialization_options(NotificationOptions(tools_changed=True))
     async with stdio_server() as (read, write):
-        await server.run(read, write, options)
+        if not legacy:
+            await server.run(read, write, options)
+            return
+        # The SDK's handshake-only loop: a 2026-07-28 probe is refused, so clients fall back
+        # to initialize and get list changes as notifications.
+        async with server.lifespan(server) as state:
+            await serve_loop(server, read, write, lifespan_state=state, init_options=options)
+
+
+def _listen(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    return sock
+
+
+async def _serve_sse(server: Server[Any], port: int) -> None:
+    # The legacy HTTP+SSE transport: GET /sse streams, POST /messages/ sends.
+    import uvicorn
+    from mcp.server.sse import SseServerTransport
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Mount, Route
+
+    sse = SseServerTransport("/messages/")
+    options = server.create_initialization_options(NotificationOptions(tools_changed=True))
+
+    async def handle(request: Request) -> Response:
+        async with sse.connect_sse(request.scope, request.receive, request._send) as (read, write):
+            await server.run(read, write, options)
+        return Response()
+
+    app = Starlette(
+        routes=[
+            Route("/sse", endpoint=handle, methods=["GET"]),
+            Mount("/messages/", app=sse.handle_post_message),
+        ]
+    )
+    config = uvicorn.Config(app, log_level="warning")
+    await uvicorn.Server(config).serve(sockets=[_listen(port)])
 
 
 async def _serve_http(server: Server[Any], port: int) -> None:
     import uvicorn
 
     app = server.streamable_http_app()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    print(f"PORT {sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    await uvicorn.Server(config).serve(sockets=[sock])
+    await uvicorn.Server(config).serve(sockets=[_listen(port)])
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the demo server."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--http", type=int, default=None, metavar="PORT")
+    parser.add_argument("--sse", type=int, default=None, metavar="PORT")
+    parser.add_argument("--legacy", action="store_true", help="handshake-era protocol only")
     parser.add_argument("--prefix-tools", default="")
     args = parser.parse_args(argv)
     server = Demo(args.prefix_tools).server()
-    if args.http is not None:
+    if args.sse is not None:
+        anyio.run(_serve_sse, server, args.sse)
+    elif args.http is not None:
         anyio.run(_serve_http, server, args.http)
     else:
-        anyio.run(_serve_stdio, server)
+        anyio.run(_serve_stdio, server, args.legacy)
 
 
 if __name__ == "__main__":
