@@ -141,12 +141,15 @@ async def test_callbacks_see_mcp_calls_as_tool_calls(url: str) -> None:
 # --- names -----------------------------------------------------------------------------------
 
 
-async def test_colliding_names_are_refused_and_prefixes_fix_them(url: str) -> None:
-    async with mcp.connect(url) as one, mcp.connect(url) as two:
+async def test_colliding_names_are_refused_naming_both_servers_and_prefixes_fix_them(
+    url: str, sse_url: str
+) -> None:
+    async with mcp.connect(url) as one, mcp.connect(sse_url) as two:
         model, _ = scripted("done")
-        with pytest.raises((UsageError, ValueError), match="echo"):
+        with pytest.raises(UsageError, match="two tools are named 'echo'") as refused:
             model.chain("x", tools=[one, two])
-    async with mcp.connect(url, prefix="a") as one, mcp.connect(url, prefix="b") as two:
+        assert url in str(refused.value) and sse_url in str(refused.value)
+    async with mcp.connect(url, prefix="a") as one, mcp.connect(sse_url, prefix="b") as two:
         model, offered = scripted([call("a__echo", text="1"), call("b__echo", text="2")])
         assert await model.chain("x", tools=[one, two]).text() == "1|2"
         assert {"a__echo", "b__echo"} <= set(offered[0])

@@ -218,18 +218,17 @@ class Connection:
         deadline = anyio.CancelScope(deadline=anyio.current_time() + self.connect_timeout)
         try:
             with deadline:
-                async with self._client() as client:
+                async with self._client() as client, anyio.create_task_group() as tg:
+                    await tg.start(self._watch, client)
                     await self._list(client)
                     connected = True
                     deadline.deadline = math.inf
                     task_status.started()
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._watch, client)
-                        if first is not None:
-                            tg.start_soon(self._call, client, first, tg.cancel_scope, lost)
-                        async for request in self._receive:
-                            tg.start_soon(self._call, client, request, tg.cancel_scope, lost)
-                        tg.cancel_scope.cancel()
+                    if first is not None:
+                        tg.start_soon(self._call, client, first, tg.cancel_scope, lost)
+                    async for request in self._receive:
+                        tg.start_soon(self._call, client, request, tg.cancel_scope, lost)
+                    tg.cancel_scope.cancel()
         except Exception as exc:
             known = _known(exc)
             if known is not None:
@@ -408,32 +407,48 @@ class Connection:
 
     # --- list changes --------------------------------------------------------------------
 
-    async def _watch(self, client: Client) -> None:
-        """Refetch the tool list whenever the server announces a change."""
+    async def _watch(
+        self, client: Client, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Refetch the tool list whenever the server announces a change.
+
+        Reports started once changes can no longer be missed (the subscription is
+        acknowledged, or the notification handler armed), so that the first listing, made
+        after that, cannot miss one either.
+        """
         from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
         capability = client.server_capabilities.tools
         if capability is None or not capability.list_changed:
+            task_status.started()
             return
-        if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            try:
-                async with client.listen(tools_list_changed=True) as subscription:
-                    async for _event in subscription:
-                        await self._list(client)
-            except anyio.get_cancelled_exc_class():
-                raise
-            except Exception as exc:  # the server dropped or refused the stream
-                logger.info("MCP server %r: no more list-change events: %r", self.name, exc)
-            return
-        while True:
+        if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self._changed = anyio.Event()
-            await self._changed.wait()
-            try:
-                await self._list(client)
-            except anyio.get_cancelled_exc_class():
-                raise
-            except Exception as exc:
-                logger.warning("MCP server %r: refetching the tool list failed: %r", self.name, exc)
+            task_status.started()
+            while True:
+                await self._changed.wait()
+                self._changed = anyio.Event()  # a change announced from now on: one more round
+                try:
+                    await self._list(client)
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except Exception as exc:
+                    logger.warning(
+                        "MCP server %r: refetching the tool list failed: %r", self.name, exc
+                    )
+        started = False
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                task_status.started()
+                started = True
+                async for _event in subscription:
+                    await self._list(client)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:  # the server refused or dropped the stream
+            logger.info("MCP server %r: no list-change events: %r", self.name, exc)
+        if not started:
+            task_status.started()
 
     async def _on_message(self, message: Any) -> None:
         # Legacy servers announce a change with a notification on the session.

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MCPToolError, ToolArgumentsError, UsageError
-from ..messages import ToolSpec
+from ..errors import MCPToolError, UsageError
 from ..tools import Tool, Toolbox
 from ._connection import Connection
 
@@ -93,7 +92,10 @@ def to_output(result: mcp_types.CallToolResult) -> MCPOutput:
 
 
 class MCPTool(Tool):
-    """One tool of an MCP server.
+    """One tool of an MCP server (made by :meth:`MCPTool.of`, on ``Tool.from_schema``).
+
+    Its schema is the server's own ``inputSchema``; the arguments get ``from_schema``'s
+    light checks before the call, and the server validates the rest.
 
     Attributes:
         wire_name: the tool's own name on the server.
@@ -102,70 +104,37 @@ class MCPTool(Tool):
         timeout: this tool's own timeout (``None``: the toolbox's ``timeout``).
     """
 
-    def __init__(
-        self,
+    wire_name: str
+    source: str
+    output_schema: dict[str, Any] | None
+
+    @classmethod
+    def of(
+        cls,
         box: MCPToolbox,
         listed: mcp_types.Tool,
         name: str,
         call: Callable[..., Any],
         async_call: Callable[..., Any] | None,
-    ) -> None:
-        # Not Tool.__init__: the schema is the server's, not one derived from a signature.
-        self.fn = call
-        self.async_fn = async_call
-        self.is_async = async_call is None
-        self.name = name
-        self.wire_name = listed.name
-        self.source = box.source
-        self.timeout = None
-        self.description = listed.description or listed.title or ""
+    ) -> MCPTool:
+        """Build the tool ``name`` for the server's tool ``listed``.
+
+        ``call`` is its implementation; ``async_call``, when given, the async half of a
+        dual tool (``call`` is then the sync half).
+        """
         schema = dict(listed.input_schema or {})
         schema.setdefault("type", "object")
         schema.setdefault("properties", {})
-        self.parameters = schema
-        self.output_schema = listed.output_schema
-        self.spec = ToolSpec(name, self.description, schema)
-        self._validator: Any = None
-
-    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Check the arguments against the server's JSON Schema.
-
-        Raises:
-            ToolArgumentsError: they do not fit it (the model reads why and the schema).
-        """
-        validator = self._validator
-        if validator is None:
-            validator = self._validator = _validator(self.parameters)
-        if validator is not False:
-            problems = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
-            if problems:
-                details = "; ".join(
-                    f"{'/'.join(map(str, p.path)) or '(arguments)'}: {p.message}"
-                    for p in problems[:5]
-                )
-                raise ToolArgumentsError(
-                    f"invalid arguments for tool {self.name!r}: {details}. Expected arguments "
-                    f"matching this JSON Schema: {json.dumps(self.parameters)}"
-                )
-        return dict(arguments)
-
-    def bind(self, instance: object) -> Tool:
-        """MCP tools are already bound to their connection."""
-        return self
+        made = cls.from_schema(name, listed.description or listed.title or "", schema, call)
+        assert isinstance(made, MCPTool)
+        made.async_fn = async_call
+        made.wire_name = listed.name
+        made.source = box.source
+        made.output_schema = listed.output_schema
+        return made
 
     def __repr__(self) -> str:
         return f"<MCPTool {self.name} ({self.source})>"
-
-
-def _validator(schema: dict[str, Any]) -> Any:
-    import jsonschema  # type: ignore[import-untyped]  # mcp's own dependency; no stubs
-
-    try:
-        cls = jsonschema.validators.validator_for(schema)
-        cls.check_schema(schema)
-    except jsonschema.SchemaError:
-        return False  # a schema jsonschema cannot use: the server validates
-    return cls(schema)
 
 
 class MCPToolbox(Toolbox):
@@ -253,7 +222,7 @@ class MCPToolbox(Toolbox):
 
         portal = self._portal
         if portal is None:
-            tool = MCPTool(self, listed, name, call, None)
+            tool = MCPTool.of(self, listed, name, call, None)
         else:
             # connect_sync(): the connection lives on the portal's loop; sync chains call
             # through it from a worker thread, async chains (any loop) via a thread hop.
@@ -268,7 +237,7 @@ class MCPToolbox(Toolbox):
                     portal.call, box._call, holder[0], arguments, abandon_on_cancel=True
                 )
 
-            tool = MCPTool(self, listed, name, call_sync, call_from_any_loop)
+            tool = MCPTool.of(self, listed, name, call_sync, call_from_any_loop)
         holder.append(tool)
         return tool
 

@@ -1,10 +1,10 @@
 """An MCP server for agentrt's tests and benchmarks, written on the ``mcp`` SDK's low-level server.
 
-Run it over stdio (``python tools/mcp_servers/demo.py``) or streamable HTTP
+Run it over stdio (``python tools/mcp_servers/demo.py``), streamable HTTP
 (``python tools/mcp_servers/demo.py --http 0``: it binds 127.0.0.1, prints ``PORT <n>`` on
-stdout once listening) or the legacy HTTP+SSE transport (``--sse 0``, at ``/sse``). ``--prefix-tools X`` renames every tool ``X_<name>`` (two
-servers whose tools collide or not). ``--legacy`` (stdio) serves only the handshake-era
-protocol (``initialize``, ``list_changed`` notifications).
+stdout once listening) or the legacy HTTP+SSE transport (``--sse 0``, at ``/sse``).
+``--prefix-tools X`` renames every tool ``X_<name>``. ``--legacy`` (stdio) serves only the
+handshake-era protocol (``initialize``, ``list_changed`` notifications).
 
 Its tools exercise what a client must handle: plain text, structured content with and
 without text, ``isError`` results, a JSON-RPC error, a slow call that counts its
