@@ -135,3 +135,16 @@ def test_mcp_errors_pickle_with_their_attributes() -> None:
     assert (str(copy), copy.server, copy.code) == ("boom", "git", -32000)
     lost = pickle.loads(pickle.dumps(MCPConnectionError("gone", server="fs")))
     assert (str(lost), lost.server) == ("gone", "fs")
+
+
+def test_credentials_in_a_target_stay_out_of_messages_and_reprs() -> None:
+    from agentrt.mcp._targets import resolve_target
+
+    target = resolve_target(
+        "https://user:s3cret@host.example/mcp?token=t0ken", headers={"Authorization": "Bearer k3y"}
+    )
+    assert target.describe() == "https://host.example/mcp"
+    shown = repr(target)
+    assert all(secret not in shown for secret in ("s3cret", "k3y", "t0ken")), shown
+    stdio = resolve_target(["server"], env={"API_KEY": "k3y"})
+    assert "k3y" not in repr(stdio)

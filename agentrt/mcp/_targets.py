@@ -24,7 +24,7 @@ _TRANSPORTS = ("stdio", "http", "sse")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Target:
     """A resolved connection target.
 
@@ -44,11 +44,21 @@ class Target:
     headers: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
 
+    def __repr__(self) -> str:
+        # Never the env, headers or a URL's credentials: they often hold secrets.
+        return f"Target({self.transport}: {self.describe()})"
+
     def describe(self) -> str:
-        """A short description for messages (a URL without its query, or the command)."""
+        """A short description for messages: the command, or the URL without credentials.
+
+        A URL loses its ``user:password@`` part and its query (tokens often travel there).
+        """
         if self.transport == "stdio":
             return shlex.join(self.command)
-        return self.url.split("?", 1)[0]
+        url = self.url.split("?", 1)[0].split("#", 1)[0]
+        scheme, sep, rest = url.partition("://")
+        authority, slash, path = rest.partition("/")
+        return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{path}"
 
 
 def resolve_target(

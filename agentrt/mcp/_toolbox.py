@@ -175,7 +175,12 @@ class MCPToolbox(Toolbox):
         """
         if self._version != self._connection.version:
             self._rebuild()
-        return self._tools
+        return list(self._tools)
+
+    @property
+    def tools_version(self) -> int:
+        """A number that changes whenever the server's tool list changes (for refreshing)."""
+        return self._connection.version
 
     def __getitem__(self, name: str) -> MCPTool:
         """The tool named ``name`` (the model's name or the server's own).
