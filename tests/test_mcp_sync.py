@@ -148,3 +148,12 @@ def test_credentials_in_a_target_stay_out_of_messages_and_reprs() -> None:
     assert all(secret not in shown for secret in ("s3cret", "k3y", "t0ken")), shown
     stdio = resolve_target(["server"], env={"API_KEY": "k3y"})
     assert "k3y" not in repr(stdio)
+
+
+def test_the_benchmark_still_runs(url: str) -> None:
+    # Figures come from `python -m benchmarks.mcp_bench`; this only keeps it from rotting.
+    from benchmarks.mcp_bench import measure_chain, measure_sdk, measure_toolbox
+
+    for measure in (measure_sdk, measure_toolbox, measure_chain):
+        wall, cpu = anyio.run(measure, url, 4, 2)
+        assert wall > 0 and cpu >= 0
