@@ -79,10 +79,17 @@ async def test_http_list_and_call_keeps_the_wire_name(url: str) -> None:
 
 
 async def test_legacy_sse_transport(sse_url: str) -> None:
-    async with mcp.connect(sse_url, prefix="old") as box:
+    async with mcp.connect(sse_url, prefix="old", headers={"X-Agentrt-Test": "sse"}) as box:
         assert box._connection.target.transport == "sse"
-        model, _ = scripted([call("old__add", a=1, b=1)])
-        assert await model.chain("sum", tools=[box]).text() == "2"
+        model, _ = scripted(
+            [call("old__add", a=1, b=1), call("old__header", name="x-agentrt-test")]
+        )
+        assert await model.chain("sum", tools=[box]).text() == "2|sse"
+
+
+async def test_headers_reach_an_http_server(url: str) -> None:
+    async with mcp.connect(url, headers={"X-Agentrt-Test": "yes"}) as box:
+        assert await box["header"].fn(name="x-agentrt-test") == "yes"
 
 
 async def test_the_sqlite_log_records_mcp_calls_under_the_server_prefix(

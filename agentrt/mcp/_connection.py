@@ -282,29 +282,18 @@ class Connection:
             )
             yield stdio_client(params, errlog=_errlog(self.errlog))
             return
-        import httpx2
+        if target.transport == "sse":
+            from mcp.client.sse import sse_client
 
+            yield sse_client(target.url, headers=dict(target.headers))
+            return
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        # The SDK's own timeouts for MCP over HTTP: a response stream may stay open long.
         timeout = httpx2.Timeout(30.0, read=300.0)
         async with httpx2.AsyncClient(headers=dict(target.headers), timeout=timeout) as http:
-            if target.transport == "sse":
-                from mcp.client.sse import sse_client
-
-                def factory(
-                    headers: dict[str, str] | None = None,
-                    timeout: httpx2.Timeout | None = None,
-                    auth: httpx2.Auth | None = None,
-                ) -> httpx2.AsyncClient:
-                    return httpx2.AsyncClient(
-                        headers={**(headers or {}), **target.headers}, timeout=timeout, auth=auth
-                    )
-
-                yield sse_client(
-                    target.url, headers=dict(target.headers), httpx_client_factory=factory
-                )
-            else:
-                from mcp.client.streamable_http import streamable_http_client
-
-                yield streamable_http_client(target.url, http_client=http)
+            yield streamable_http_client(target.url, http_client=http)
 
     async def _list(self, client: Client) -> None:
         tools: list[mcp_types.Tool] = []

@@ -83,6 +83,11 @@ BASE_TOOLS: list[types.Tool] = [
     types.Tool(name="image", description="Return an image and a caption.", input_schema=_schema()),
     types.Tool(name="add_tool", description="Add the tool 'extra'.", input_schema=_schema()),
     types.Tool(name="pid", description="The server's process id.", input_schema=_schema()),
+    types.Tool(
+        name="header",
+        description="An HTTP request header, as the server received it.",
+        input_schema=_schema(name="string"),
+    ),
 ]
 EXTRA = types.Tool(name="extra", description="Added while connected.", input_schema=_schema())
 
@@ -161,6 +166,10 @@ class Demo:
             return _text("extra works")
         if name == "pid":
             return _text(str(os.getpid()))
+        if name == "header":
+            request = ctx.request
+            headers = getattr(request, "headers", None) or {}
+            return _text(str(headers.get(str(args["name"]), "")))
         raise AssertionError(name)  # pragma: no cover
 
     def server(self) -> Server[Any]:
