@@ -296,6 +296,21 @@ async def test_a_server_that_exits_mid_call_gives_an_error_then_reconnects(
     assert any("reconnecting" in r.getMessage() for r in caplog.records)
 
 
+async def test_an_http_server_gone_mid_call_gives_an_error_and_one_bounded_reconnect() -> None:
+    with http_server() as own_url:  # this test kills its server
+        async with mcp.connect(own_url, connect_timeout=2) as box:
+            model, _ = scripted([call("crash")], [call("echo", text="again")], [call("pid")])
+            chain = model.chain("crash", tools=[box])
+            started = time.perf_counter()
+            await chain.text()
+            crashed, again, after = chain.tool_results
+            assert crashed.is_error and "may have crashed" in crashed.content
+            # The one reconnect found nothing listening; later calls fail at once.
+            assert again.is_error and "reconnecting failed" in again.content
+            assert after.is_error and "reconnecting failed" in after.content
+            assert time.perf_counter() - started < 10
+
+
 async def test_a_server_that_never_answers_is_refused_and_ended_in_bounded_time(
     tmp_path: Path,
 ) -> None:

@@ -233,8 +233,7 @@ class Connection:
             known = _known(exc)
             if known is not None:
                 raise known from None
-            if connected:
-                logger.warning("MCP server %r: the connection failed: %r", self.name, exc)
+            if connected:  # run() logs it and reconnects
                 return f"the connection failed ({_describe(exc)})"
             raise MCPConnectionError(
                 f"cannot connect to the MCP server {self._label()}: {_describe(exc)}",
@@ -368,7 +367,8 @@ class Connection:
                         server=self.name,
                     )
         finally:
-            if request.result is None and request.error is None and lost:
+            if request.result is None and request.error is None and not self._closed:
+                # Cancelled by the owner without close(): the connection went down.
                 request.error = self._lost_error(request, lost, serving)
             elif request.result is None and request.error is None:
                 request.error = MCPConnectionError(
