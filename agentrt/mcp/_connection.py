@@ -367,10 +367,12 @@ class Connection:
                         server=self.name,
                     )
         finally:
-            if request.result is None and request.error is None and not self._closed:
-                # Cancelled by the owner without close(): the connection went down.
+            unfinished = request.result is None and request.error is None
+            if unfinished and not request.abandoned and not self._closed:
+                # Cancelled by the owner, not by its caller, without close(): the
+                # connection went down under the call.
                 request.error = self._lost_error(request, lost, serving)
-            elif request.result is None and request.error is None:
+            elif unfinished:  # closed, or abandoned by its caller (then nobody reads it)
                 request.error = MCPConnectionError(
                     f"the MCP connection to {self.name!r} was closed before the call finished",
                     server=self.name,
