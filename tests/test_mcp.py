@@ -7,9 +7,11 @@ answers) runs over stdio.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -225,14 +227,14 @@ async def test_a_10_mb_result_is_capped_like_any_tool(url: str) -> None:
 # --- timeouts and cancellation ---------------------------------------------------------------
 
 
-async def _cancelled_on_server(box: mcp.MCPToolbox) -> int:
-    return int(await box["cancelled_count"].fn())
+async def _cancelled_on_server(box: mcp.MCPToolbox, tag: str) -> bool:
+    return tag in json.loads(await box["cancelled"].fn())
 
 
 async def test_a_timed_out_call_is_cancelled_on_the_server(url: str) -> None:
+    tag = uuid.uuid4().hex  # this call's own, whichever test ran before on the server
     async with mcp.connect(url, timeout=0.3) as box:
-        before = await _cancelled_on_server(box)
-        model, _ = scripted([call("sleep", seconds=30)], [call("echo", text="still here")])
+        model, _ = scripted([call("sleep", seconds=30, tag=tag)], [call("echo", text="still here")])
         started = time.perf_counter()
         chain = model.chain("slow", tools=[box])
         await chain.text()
@@ -240,11 +242,11 @@ async def test_a_timed_out_call_is_cancelled_on_the_server(url: str) -> None:
         timed_out, after = chain.tool_results
         assert timed_out.is_error and "timeout of 0.3 s" in timed_out.content
         assert after.content == "still here"  # the connection stays usable
-        await eventually(lambda: _more(box, before))
+        await eventually(lambda: _cancelled_on_server(box, tag))
 
 
-async def _more(box: mcp.MCPToolbox, before: int) -> bool:
-    return await _cancelled_on_server(box) > before
+async def _sleeping(box: mcp.MCPToolbox, tag: str) -> bool:
+    return tag in json.loads(await box["sleeping"].fn())
 
 
 async def test_a_tools_own_timeout_wins(url: str) -> None:
@@ -266,16 +268,16 @@ async def test_cancelling_a_chain_mid_call_leaves_the_connection_usable(url: str
             started.set()
 
     async with mcp.connect(url) as box:
-        before = await _cancelled_on_server(box)
-        model, _ = scripted([call("sleep", seconds=30)])
+        tag = uuid.uuid4().hex
+        model, _ = scripted([call("sleep", seconds=30, tag=tag)])
         chain = model.chain("slow", tools=[box], callbacks=[Started()])
         async with anyio.create_task_group() as tg:
             tg.start_soon(chain.text)
             await started.wait()
-            await anyio.sleep(0.1)  # let the request reach the server
+            await eventually(lambda: _sleeping(box, tag))  # the call reached the server
             tg.cancel_scope.cancel()
         assert chain.status == "cancelled"
-        await eventually(lambda: _more(box, before))
+        await eventually(lambda: _cancelled_on_server(box, tag))
         assert await box["echo"].fn(text="ok") == "ok"
 
 

@@ -7,8 +7,8 @@ stdout once listening) or the legacy HTTP+SSE transport (``--sse 0``, at ``/sse`
 handshake-era protocol (``initialize``, ``list_changed`` notifications).
 
 Its tools exercise what a client must handle: plain text, structured content with and
-without text, ``isError`` results, a JSON-RPC error, a slow call that counts its
-server-side cancellations, a crash mid-call, a huge result, an image, and a tool list that
+without text, ``isError`` results, a JSON-RPC error, a slow call whose server-side
+cancellations are recorded, a crash mid-call, a huge result, an image, and a tool list that
 changes while connected (announced on ``subscriptions/listen`` to 2026-07-28 clients and
 with the ``list_changed`` notification to legacy ones).
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import socket
 import sys
@@ -68,12 +69,21 @@ BASE_TOOLS: list[types.Tool] = [
     ),
     types.Tool(
         name="sleep",
-        description="Sleep for some seconds.",
-        input_schema=_schema(seconds="number"),
+        description="Sleep for some seconds (tagged, to be found by 'sleeping').",
+        input_schema={
+            "type": OBJECT,
+            "properties": {"seconds": {"type": "number"}, "tag": {"type": "string"}},
+            "required": ["seconds"],
+        },
     ),
     types.Tool(
-        name="cancelled_count",
-        description="How many sleep calls were cancelled on the server.",
+        name="cancelled",
+        description="The tags of the sleep calls cancelled on the server so far.",
+        input_schema=_schema(),
+    ),
+    types.Tool(
+        name="sleeping",
+        description="The tags of the sleep calls running on the server now.",
         input_schema=_schema(),
     ),
     types.Tool(
@@ -98,7 +108,8 @@ class Demo:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.tools = list(BASE_TOOLS)
-        self.cancelled = 0
+        self.cancelled: list[str] = []
+        self.sleeping: list[str] = []
         self.bus = InMemorySubscriptionBus()
 
     def listed(self) -> list[types.Tool]:
@@ -135,14 +146,20 @@ class Demo:
         if name == "rpc_error":
             raise MCPError(code=-32042, message="the custom failure")
         if name == "sleep":
+            tag = str(args.get("tag", ""))
+            self.sleeping.append(tag)
             try:
                 await anyio.sleep(float(args["seconds"]))
             except anyio.get_cancelled_exc_class():
-                self.cancelled += 1
+                self.cancelled.append(tag)
                 raise
+            finally:
+                self.sleeping.remove(tag)
             return _text("slept")
-        if name == "cancelled_count":
-            return _text(str(self.cancelled))
+        if name == "sleeping":
+            return _text(json.dumps(self.sleeping))
+        if name == "cancelled":
+            return _text(json.dumps(self.cancelled))
         if name == "crash":
             sys.stdout.flush()
             os._exit(3)
