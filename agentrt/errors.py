@@ -60,8 +60,24 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Recreate a pickled agentrt exception without calling its ``__init__``."""
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
 class AgentrtError(Exception):
-    """Base class of every agentrt exception."""
+    """Base class of every agentrt exception.
+
+    Every agentrt exception survives ``pickle`` with its message and attributes (errors
+    cross process boundaries in batch runners and worker pools), whatever the arguments
+    of its ``__init__``.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class UsageError(AgentrtError):
@@ -89,7 +105,8 @@ class ChainLimitError(AgentrtError):
 
     def __init__(self, message: str, responses: Sequence[Any]) -> None:
         super().__init__(message)
-        #: The ``Response`` of every turn that ran.
+        #: The ``Response`` of every turn that ran (pickled as finished copies with their
+        #: text, usage, tool calls and results, detached from the model).
         self.responses = list(responses)
 
 
@@ -185,9 +202,6 @@ class MCPConnectionError(AgentrtError):
         super().__init__(message)
         self.server = server
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), str(self), self.__dict__))
-
 
 class MCPToolError(ToolError):
     """An MCP tool call failed: an ``isError`` result, a JSON-RPC error or a lost connection.
@@ -205,13 +219,3 @@ class MCPToolError(ToolError):
         self.server = server
         self.code = code
         self.result = result
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), str(self), self.__dict__))
-
-
-def _rebuild(cls: type[AgentrtError], message: str, state: dict[str, Any]) -> AgentrtError:
-    error = cls.__new__(cls)
-    AgentrtError.__init__(error, message)
-    error.__dict__.update(state)
-    return error
