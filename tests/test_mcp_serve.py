@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -73,3 +75,41 @@ def test_serve_refuses_what_it_cannot_serve() -> None:
         build_server([len], name="")
     with pytest.raises(UsageError, match="no tools"):
         build_server([], name="empty")
+
+
+def _agentrt(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentrt", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_agentrt_tools_lists_an_mcp_servers_tools() -> None:
+    served = shlex.join([sys.executable, *SERVE])
+    done = _agentrt("tools", "--mcp", served, "--json")
+    assert done.returncode == 0, done.stderr
+    listed = {row["name"]: row for row in json.loads(done.stdout)}
+    assert set(listed) == {"calculator", "shout", "where", "which"}
+    assert listed["shout"]["server"] == "agentrt"
+    assert listed["shout"]["parameters"]["required"] == ["text"]
+
+
+def test_agentrt_chain_with_mcp_and_an_mcp_config(tmp_path: Path) -> None:
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"calc": {"command": sys.executable,
+                                                          "args": SERVE}}}))  # fmt: skip
+    done = _agentrt(
+        "chain", '{"expression": "6 * 7", "text": "hi"}', "--no-log", "--mcp-config", str(config)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "calc__calculator" in done.stdout and "returned 42" in done.stdout
+    assert "calc__shout" in done.stdout and "returned HI" in done.stdout
+
+
+def test_agentrt_chain_reports_an_mcp_server_that_cannot_start() -> None:
+    done = _agentrt("chain", "hi", "--no-log", "--mcp", "no-such-mcp-server-command")
+    assert done.returncode != 0
+    assert "cannot connect to the MCP server 'no-such-mcp-server-command'" in done.stderr
