@@ -1,7 +1,7 @@
 """MCP tool calls through agentrt beside the ``mcp`` SDK's client alone.
 
-``python -m benchmarks.mcp_bench [--calls 1000] [--batch 1]`` runs, over stdio and over
-streamable HTTP against ``tools/mcp_servers/demo.py``:
+``python -m benchmarks.mcp_bench [--calls 1000] [--batch 1] [--repeats 3]`` runs, over stdio
+and over streamable HTTP against ``tools/mcp_servers/demo.py``:
 
 - ``sdk``: ``mcp.Client.call_tool("echo")`` ``--calls`` times (``--batch`` at once);
 - ``toolbox``: the same calls through an ``MCPToolbox`` tool (agentrt's owner task, the
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -126,22 +127,41 @@ async def measure_chain(target: str | list[str], calls: int, batch: int) -> tupl
     return wall, cpu
 
 
-async def bench(calls: int, batch: int) -> list[dict[str, Any]]:
-    """Run every measurement; return one row per transport and way."""
+WAYS: dict[str, Callable[[str | list[str], int, int], Awaitable[tuple[float, float]]]] = {
+    "sdk": measure_sdk,
+    "toolbox": measure_toolbox,
+    "chain": measure_chain,
+}
+
+
+async def bench(
+    calls: int, batch: int, *, repeats: int = 1, transports: tuple[str, ...] = ("stdio", "http")
+) -> list[dict[str, Any]]:
+    """Run every measurement; return one row per transport and way (medians of repeats).
+
+    The ways alternate within each repeat, so a load that comes and goes on a shared
+    machine falls on all of them alike.
+    """
     rows: list[dict[str, Any]] = []
     with http_server() as url:
         targets: dict[str, str | list[str]] = {"stdio": [sys.executable, DEMO], "http": url}
-        for transport, target in targets.items():
-            measured: dict[str, tuple[float, float]] = {}
-            for way, fn in (
-                ("sdk", measure_sdk),
-                ("toolbox", measure_toolbox),
-                ("chain", measure_chain),
-            ):
+        for transport in transports:
+            target = targets[transport]
+            for fn in WAYS.values():
                 await fn(target, min(calls, 50), batch)  # warm up: imports, caches
-                measured[way] = await fn(target, calls, batch)
-            sdk_cpu = measured["sdk"][1] / calls
-            for way, (wall, cpu) in measured.items():
+            measured: dict[str, list[tuple[float, float]]] = {way: [] for way in WAYS}
+            for _ in range(repeats):
+                for way, fn in WAYS.items():
+                    measured[way].append(await fn(target, calls, batch))
+            medians = {
+                way: (
+                    statistics.median(w for w, _ in runs),
+                    statistics.median(c for _, c in runs),
+                )
+                for way, runs in measured.items()
+            }
+            sdk_cpu = medians["sdk"][1] / calls
+            for way, (wall, cpu) in medians.items():
                 per_call = cpu / calls
                 rows.append(
                     {
@@ -149,6 +169,7 @@ async def bench(calls: int, batch: int) -> list[dict[str, Any]]:
                         "way": way,
                         "calls": calls,
                         "batch": batch,
+                        "repeats": repeats,
                         "calls_per_s": round(calls / wall, 1),
                         "cpu_us_per_call": round(per_call * 1e6, 1),
                         "overhead_vs_sdk": None
@@ -164,10 +185,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=1, help="calls at once (per turn)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each way (medians)")
+    parser.add_argument(
+        "--transport", action="append", choices=["stdio", "http"], help="default: both"
+    )
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    rows = anyio.run(bench, args.calls, args.batch, backend=args.backend)
+    transports = tuple(args.transport or ("stdio", "http"))
+
+    async def run() -> list[dict[str, Any]]:
+        return await bench(args.calls, args.batch, repeats=args.repeats, transports=transports)
+
+    rows = anyio.run(run, backend=args.backend)
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
