@@ -415,6 +415,7 @@ class ToolRunner:
             is_error=True,
             duration=time.perf_counter() - started,
             error=exc,
+            error_type=type(exc).__name__,
         )
 
     def _cap(self, content: str) -> str:
@@ -531,7 +532,6 @@ def _check_hook(
     """
     if cb is None:
         return None
-    cb = _unwrap_as_async(cb)
     call = f"{name}({', '.join(params)})"
     if not callable(cb):
         raise UsageError(f"{name}= takes a function called as {call}, got {cb!r}")
@@ -551,20 +551,6 @@ def _check_hook(
 
 
 #: The code of the wrapper ``callbacks.as_async`` puts around a sync callable.
-_AS_ASYNC_CODE = getattr(as_async(lambda *args: None), "__code__", None)
-
-
-def _unwrap_as_async(cb: Any) -> Any:
-    """The callable inside an ``as_async`` wrapper, so its own signature can be checked.
-
-    A chain may hand the hooks over already normalised; the check must see what the user
-    passed (a non-callable, a function of the wrong arity), not the wrapper's ``*args``.
-    """
-    if getattr(cb, "__code__", None) is _AS_ASYNC_CODE and cb.__closure__:
-        return cb.__closure__[0].cell_contents
-    return cb
-
-
 def _unknown_tool_message(name: str, tools: Mapping[str, Tool]) -> str:
     available = ", ".join(sorted(tools)) or "none"
     return f"there is no tool named {name!r}; the available tools are: {available}"

@@ -100,7 +100,7 @@ def test_unknown_options_are_refused_with_a_suggestion(call: Any, expected: str)
         (lambda m: m.chain("x", on_chunk="print"), "on_chunk= takes a function"),
         (lambda m: m.chain("x", before_call="no"), "before_call= takes a function"),
         (lambda m: m.chain("x", limiter=5), "limiter= takes an anyio.CapacityLimiter"),
-        (lambda m: m.chain("x", tool_errors="ignore"), "tool_errors= takes 'model' or 'raise'"),
+        (lambda m: m.chain("x", tool_errors="ignore"), 'tool_errors= takes "model" or "raise"'),
         (lambda m: m.chain("x", tools="add"), "tools= takes a list of tools"),
         (lambda m: m.chain("x", name=3), "name= takes a string"),
         (lambda m: m.chain("x", stop=[1]), "stop= takes a string or a list of strings"),

@@ -22,7 +22,7 @@ import anyio
 
 from .._model import AsyncModel, get_async_model
 from ..callbacks import CallbackHandler
-from ..errors import AgentrtError
+from ..errors import AgentrtError, UsageError
 from ..logs import SQLiteLogger, default_logs_path
 from ..toolbox import HTTP_ALLOW_ENV, allowed_hosts_from_env, bundled_tool
 from ..toolbox.registry import ToolSettings
@@ -70,7 +70,7 @@ def gather_tools(names: list[str], functions: list[str]) -> list[Any]:
         tools.extend(load_functions(path))
     try:
         collect_tools(tools)
-    except (TypeError, ValueError) as exc:
+    except (UsageError, TypeError, ValueError) as exc:
         raise CLIError(f"cannot offer these tools: {exc}", ExitCode.USAGE) from exc
     return tools
 
