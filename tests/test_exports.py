@@ -17,6 +17,8 @@ EXPECTED = {
     "Chain",
     "ChainLimitError",
     "Conversation",
+    "MCPConnectionError",
+    "MCPToolError",
     "Message",
     "MissingAPIKeyError",
     "Model",
