@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import AgentrtError
+from .batch_cmd import add_batch_parser
 from .chain_cmd import MODEL_ENV, run_chain
 from .exit_codes import EPILOG, CLIError, ExitCode, exit_code_for
 from .info_cmds import run_models, run_tools
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--json", action="store_true", help="print JSON")
     _log_options(logs)
     logs.set_defaults(run=run_logs)
+    add_batch_parser(commands)
     return parser
 
 
