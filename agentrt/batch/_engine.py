@@ -6,7 +6,9 @@ executed (an ``Execute`` callable). What the engine guarantees:
 - items are read as they are needed, never all at once: at most ``concurrency`` chains
   run, and a sync iterable is read in a worker thread, a chunk at a time;
 - every item read gets exactly one record, whatever its chain did; a record is written to
-  the results file (when there is one) before it is yielded;
+  the results file (when there is one) before it is yielded, in the order yielded; when
+  the batch is stopped early, the records that had finished but were not yielded yet are
+  written at the end;
 - ``ordered=True`` yields in input order; a record that finished early waits in a reorder
   buffer, and when the oldest unfinished item is ``window`` positions behind the newest,
   submission stalls until it finishes (memory stays bounded, never the whole input);
@@ -16,6 +18,7 @@ executed (an ``Execute`` callable). What the engine guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -24,6 +27,7 @@ from contextlib import aclosing
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ._items import BatchItem, make_item
@@ -67,7 +71,8 @@ class Engine:
         self._next = 0  # the index the ordered output waits for
         self._moved = anyio.Event()
         self._error: BaseException | None = None
-        self._feeding = anyio.CancelScope()
+        self._buffer: dict[int, BatchResult] = {}  # finished, waiting for their turn
+        self._unsent: list[BatchResult] = []  # finished, not delivered when stopped
 
     # --- the output --------------------------------------------------------------------
 
@@ -75,42 +80,72 @@ class Engine:
         """Run the batch, yielding each record (in input order when ``ordered``)."""
         store = self._store
         progress: Progress | None = None
+        send, receive = anyio.create_memory_object_stream[BatchResult](min(self._concurrency, 256))
         try:
             if store is not None:
                 await store.open()
             progress = Progress(self._progress_option, self.summary)
-            send, receive = anyio.create_memory_object_stream[BatchResult](
-                min(self._concurrency, 256)
-            )
-            # Only the consumer's own task may cancel this group (it is entered in the
-            # consumer's task, across yields): a failure inside stops the feeding, and the
-            # loop below ends when the stream closes.
+            # This group is entered in the consumer's task and stays open across yields:
+            # only code running in that task may cancel it (the feeder ends by closing the
+            # stream, even when the items raise).
             async with anyio.create_task_group() as tg:
-                if store is not None:
-                    tg.start_soon(self._write, store)
                 tg.start_soon(self._feed, send, progress)
-                async with receive:
-                    if self._ordered:
-                        buffer: dict[int, BatchResult] = {}
-                        async for result in receive:
-                            buffer[result.index] = result
-                            while self._next in buffer:
-                                ready = buffer.pop(self._next)
-                                self._advance()
+                async with aclosing(self._groups(receive)) as groups:
+                    try:
+                        async for group in groups:
+                            if store is not None:
+                                try:
+                                    await store.write([r for r in group if not r.resumed])
+                                except Exception as exc:  # the disk is full, the file went
+                                    self._error = exc
+                                    break
+                            for ready in group:
                                 yield ready
-                    else:
-                        async for result in receive:
-                            yield result
-                tg.cancel_scope.cancel()  # only the writer is left, idle
+                    except GeneratorExit:
+                        # The consumer stopped early: cancel the running chains and end
+                        # normally (a GeneratorExit through the task group would come out
+                        # wrapped in an exception group).
+                        pass
+                tg.cancel_scope.cancel()  # chains still running when the loop stopped
             if self._error is not None:
                 raise self._error
         finally:
             with anyio.CancelScope(shield=True):
                 if store is not None:
-                    await store.flush()
+                    await self._write_leftovers(store, receive)
                     store.close()
+                receive.close()
+                send.close()  # the feeder closes it, unless it never started
             if progress is not None:
                 progress.close()
+
+    async def _write_leftovers(self, store: ResultsFile, receive: Any) -> None:
+        """Write the records that finished but were never yielded (the batch was stopped)."""
+        leftovers = [*self._buffer.values(), *self._unsent]
+        _drain(receive, leftovers)
+        self._buffer.clear()
+        self._unsent.clear()
+        leftovers.sort(key=lambda r: r.index)
+        with contextlib.suppress(OSError):  # already failing: the first error is raised
+            await store.write([r for r in leftovers if not r.resumed])
+
+    async def _groups(self, receive: Any) -> AsyncGenerator[list[BatchResult], None]:
+        """The records to yield next, grouped as they became ready (one fsync per group)."""
+        buffer = self._buffer
+        async for result in receive:
+            batch = [result]
+            _drain(receive, batch)
+            if not self._ordered:
+                yield batch
+                continue
+            for r in batch:
+                buffer[r.index] = r
+            ready = []
+            while self._next in buffer:
+                ready.append(buffer.pop(self._next))
+                self._advance()
+            if ready:
+                yield ready
 
     def _advance(self) -> None:
         self._next += 1
@@ -118,35 +153,28 @@ class Engine:
             self._moved.set()
             self._moved = anyio.Event()
 
-    def _fail(self, error: BaseException) -> None:
-        if self._error is None:
-            self._error = error
-        self._feeding.cancel()
-
-    async def _write(self, store: ResultsFile) -> None:
-        try:
-            await store.writer()
-        except Exception as exc:  # the disk is full, the file went away, ...
-            self._fail(exc)
-
     # --- the input ---------------------------------------------------------------------
 
     async def _feed(self, send: Any, progress: Progress) -> None:
-        try:
-            with self._feeding:
-                async with send, anyio.create_task_group() as tg:
-                    index = 0
-                    async with aclosing(_read(self._items)) as raws:
-                        async for raw in raws:
-                            item = make_item(index, raw)
-                            index += 1
-                            while self._ordered and item.index >= self._next + self._window:
-                                await self._moved.wait()
-                            await self._slots.acquire()
-                            tg.start_soon(self._one, item, send, progress)
-                    self.summary.total = index
-        except Exception as exc:  # the user's iterable raised: the batch stops with it
-            self._fail(exc)
+        async with send, anyio.create_task_group() as tg:
+            try:
+                index = 0
+                async with aclosing(_read(self._items)) as raws:
+                    async for raw in raws:
+                        item = make_item(index, raw)
+                        index += 1
+                        while self._ordered and item.index >= self._next + self._window:
+                            await self._moved.wait()
+                        await self._slots.acquire()
+                        # A slot freed by a chain being cancelled must not start another.
+                        await anyio.lowlevel.checkpoint_if_cancelled()
+                        tg.start_soon(self._one, item, send, progress)
+                self.summary.total = index
+            except Exception as exc:
+                # The user's iterable raised: the items read so far finish and are
+                # yielded, then the batch raises it.
+                if self._error is None:
+                    self._error = exc
 
     async def _one(self, item: BatchItem, send: Any, progress: Progress) -> None:
         try:
@@ -157,13 +185,14 @@ class Engine:
                     result = await self._execute(item)
                 finally:
                     self.summary.in_flight -= 1
-                if self._store is not None:
-                    await self._store.append(result)
             self.summary.add(result)
             progress.update()
-            await send.send(result)
-        except Exception as exc:  # the results file failed (disk full, ...): stop
-            self._fail(exc)
+            try:
+                await send.send(result)
+            except BaseException:
+                # Stopped while waiting to deliver: still written when the batch ends.
+                self._unsent.append(result)
+                raise
         finally:
             self._slots.release()
 
@@ -178,6 +207,15 @@ class Engine:
             return None
         old = dataclasses.replace(old, resumed=True)
         return self._revive(old) if self._revive is not None else old
+
+
+def _drain(receive: Any, into: list[BatchResult]) -> None:
+    """Move every record already in the stream into ``into``, without waiting."""
+    try:
+        while True:
+            into.append(receive.receive_nowait())
+    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+        pass
 
 
 async def _read(items: Any) -> AsyncGenerator[Any, None]:
@@ -198,12 +236,19 @@ async def _read(items: Any) -> AsyncGenerator[Any, None]:
         return
     iterator = iter(items)
     while True:
-        chunk = await anyio.to_thread.run_sync(_take, iterator)
+        chunk, error = await anyio.to_thread.run_sync(_take, iterator)
         for raw in chunk:
             yield raw
+        if error is not None:
+            raise error
         if len(chunk) < _READ_CHUNK:
             return
 
 
-def _take(iterator: Iterator[Any]) -> list[Any]:
-    return list(itertools.islice(iterator, _READ_CHUNK))
+def _take(iterator: Iterator[Any]) -> tuple[list[Any], Exception | None]:
+    chunk: list[Any] = []
+    try:
+        chunk.extend(itertools.islice(iterator, _READ_CHUNK))
+    except Exception as exc:  # raised after the items before it: those still count
+        return chunk, exc
+    return chunk, None

@@ -1,9 +1,9 @@
 """The results file: JSON Lines, appended and fsynced, read back to resume.
 
-Guarantees: a record is on disk (written, flushed and fsynced) before the batch yields it,
-so a killed process loses at most the chains that were still running. Records finishing
-together share one fsync (group commit), done in a worker thread so the event loop never
-waits on the disk. A line cut short by a crash is removed when the file is opened again.
+Guarantees: a record is on disk (written and fsynced) before the batch yields it, and the
+file holds the records in the order they are yielded. Records ready together share one
+write and one fsync (group commit), done in a worker thread so the event loop never waits
+on the disk. A line cut short by a crash is removed when the file is opened again.
 
 Resume: the last record of each index counts. An index whose last record is
 ``completed`` is not run again if the input at that index still has the same hash
@@ -32,8 +32,6 @@ class ResultsFile:
         #: index -> byte offset of its last record, for the indexes last ``completed``.
         self.completed: dict[int, int] = {}
         self._file: int | None = None
-        self._pending: list[tuple[bytes, anyio.Event]] = []
-        self._wake = anyio.Event()
 
     # --- opening -----------------------------------------------------------------------
 
@@ -89,27 +87,11 @@ class ResultsFile:
 
     # --- appending ---------------------------------------------------------------------
 
-    async def append(self, record: BatchResult) -> None:
-        """Queue ``record`` and return once it is on disk."""
-        done = anyio.Event()
-        self._pending.append(((record.to_json() + "\n").encode(), done))
-        self._wake.set()
-        await done.wait()
-
-    async def writer(self) -> None:
-        """Write queued records as they come, one fsync per group; run as a task."""
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Write every queued record now (call it shielded when the batch is cancelled)."""
-        while self._pending:
-            group, self._pending = self._pending, []
-            await anyio.to_thread.run_sync(self._write_sync, b"".join(line for line, _ in group))
-            for _, done in group:
-                done.set()
+    async def write(self, records: list[BatchResult]) -> None:
+        """Append ``records`` and return once they are on disk (one fsync for all)."""
+        if records:
+            data = "".join(r.to_json() + "\n" for r in records).encode()
+            await anyio.to_thread.run_sync(self._write_sync, data)
 
     def _write_sync(self, data: bytes) -> None:
         assert self._file is not None
