@@ -51,21 +51,30 @@ def _first_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def batch_responder(wire_name: str, body: dict[str, Any]) -> Turn | Fault:
-    """A stateless script: ``item N`` asks for ``add`` once, then answers ``answer N``.
+def responder_for(tool: str) -> Any:
+    """A stateless script: ``item N`` asks for ``tool`` once, then answers ``answer N``.
 
-    Items whose number ``expected_failure`` names fail on their first request.
+    ``add`` gets ``{"a": N, "b": 1}``, ``calculator`` gets ``{"expression": "N+1"}``. Items
+    whose number ``expected_failure`` names fail on their first request.
     """
-    match = _ITEM.search(_first_user_text(body))
-    index = int(match.group(1)) if match else -1
-    answered = any(m.get("role") == "tool" for m in body.get("messages") or [])
-    if not answered:
-        kind = expected_failure(index)
-        if kind is not None:
-            return FAULTS[(index // 33) % len(FAULTS)][1]
-        call = ScriptedToolCall(name="add", arguments=f'{{"a": {index}, "b": 1}}', id="c1")
-        return Turn(tool_calls=[call])
-    return Turn(text=f"answer {index}", usage=(20, 3))
+
+    def respond(wire_name: str, body: dict[str, Any]) -> Turn | Fault:
+        match = _ITEM.search(_first_user_text(body))
+        index = int(match.group(1)) if match else -1
+        answered = any(m.get("role") == "tool" for m in body.get("messages") or [])
+        if not answered:
+            kind = expected_failure(index)
+            if kind is not None:
+                return FAULTS[(index // 33) % len(FAULTS)][1]
+            arguments = {"a": index, "b": 1} if tool == "add" else {"expression": f"{index}+1"}
+            call = ScriptedToolCall(name=tool, arguments=json.dumps(arguments), id="c1")
+            return Turn(tool_calls=[call])
+        return Turn(text=f"answer {index}", usage=(20, 3))
+
+    return respond
+
+
+batch_responder = responder_for("add")
 
 
 @agentrt.tool

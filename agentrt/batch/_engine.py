@@ -1,7 +1,10 @@
 """The batch engine: read items lazily, keep a bounded number running, emit one record each.
 
 Shared by local batches and the Ray integration, which differ only in how one item is
-executed (an ``Execute`` callable). What the engine guarantees:
+executed (an ``Execute`` callable; one with ``start()``, ``serve()`` and ``stop()``
+methods gets them called at the start (it may return the concurrency to use), as a
+background task, and at the end, shielded).
+What the engine guarantees:
 
 - items are read as they are needed, never all at once: at most ``concurrency`` chains
   run, and a sync iterable is read in a worker thread, a chunk at a time;
@@ -61,13 +64,11 @@ class Engine:
         self._execute = execute
         self._concurrency = concurrency
         self._ordered = ordered
-        self._window = 2 * concurrency
         self._store = ResultsFile(results_path) if results_path is not None else None
         self._progress_option = progress
         self._revive = revive
         sized = hasattr(items, "__len__") and not hasattr(items, "__aiter__")
         self.summary = BatchSummary(total=len(items) if sized else None)
-        self._slots = anyio.Semaphore(concurrency)
         self._next = 0  # the index the ordered output waits for
         self._moved = anyio.Event()
         self._error: BaseException | None = None
@@ -80,16 +81,29 @@ class Engine:
         """Run the batch, yielding each record (in input order when ``ordered``)."""
         store = self._store
         progress: Progress | None = None
-        send, receive = anyio.create_memory_object_stream[BatchResult](min(self._concurrency, 256))
+        send: Any = None
+        receive: Any = None
         try:
             if store is not None:
                 await store.open()
+            start = getattr(self._execute, "start", None)
+            if start is not None:
+                # The executor may only know its capacity once started (Ray: the workers).
+                self._concurrency = await start() or self._concurrency
+            self._window = 2 * self._concurrency
+            self._slots = anyio.Semaphore(self._concurrency)
+            send, receive = anyio.create_memory_object_stream[BatchResult](
+                min(self._concurrency, 256)
+            )
             progress = Progress(self._progress_option, self.summary)
             # This group is entered in the consumer's task and stays open across yields:
             # only code running in that task may cancel it (the feeder ends by closing the
             # stream, even when the items raise).
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._feed, send, progress)
+                serve = getattr(self._execute, "serve", None)
+                if serve is not None:
+                    tg.start_soon(serve)
                 async with aclosing(self._groups(receive)) as groups:
                     try:
                         async for group in groups:
@@ -112,10 +126,15 @@ class Engine:
         finally:
             with anyio.CancelScope(shield=True):
                 if store is not None:
-                    await self._write_leftovers(store, receive)
+                    if receive is not None:
+                        await self._write_leftovers(store, receive)
                     store.close()
-                receive.close()
-                send.close()  # the feeder closes it, unless it never started
+                if receive is not None:
+                    receive.close()
+                    send.close()  # the feeder closes it, unless it never started
+                stop = getattr(self._execute, "stop", None)
+                if stop is not None:
+                    await stop()
             if progress is not None:
                 progress.close()
 

@@ -22,7 +22,14 @@ from ._pace import Pacer, RateLimit, pacing_handler
 from ._progress import ProgressOption, check_progress
 from ._result import BatchResult, BatchSummary
 
-__all__ = ["BatchRun", "BatchRunSync", "check_batch_options", "run_batch", "run_batch_sync"]
+__all__ = [
+    "BatchRun",
+    "BatchRunSync",
+    "check_batch_options",
+    "iterate_in_portal",
+    "run_batch",
+    "run_batch_sync",
+]
 
 
 def check_batch_options(
@@ -314,41 +321,9 @@ class BatchRunSync:
             raise UsageError("a batch can be iterated once; call run_batch_sync() again")
         self._started = True
         check_sync_allowed()
-        loop = self._model._loop()
-        portal = loop.portal
+        portal = self._model._loop().portal
         assert portal is not None
-        send, receive = anyio.create_memory_object_stream[BatchResult](0)
-        batch = self._batch
-
-        async def pump() -> None:
-            async with send, batch:
-                async for record in batch:
-                    await send.send(record)
-
-        # One task runs the whole batch (its task group must stay in one task); records
-        # come out through the stream, one portal call each.
-        future = portal.start_task_soon(_in_context, contextvars.copy_context(), pump)
-        return self._records(portal, receive, future)
-
-    def _records(
-        self, portal: Any, receive: Any, future: concurrent.futures.Future[Any]
-    ) -> Iterator[BatchResult]:
-        finished = False
-        try:
-            while True:
-                try:
-                    record = portal.call(receive.receive)
-                except anyio.EndOfStream:
-                    finished = True
-                    break
-                yield record
-        finally:
-            if not finished:
-                future.cancel()
-            concurrent.futures.wait([future])
-            portal.call(receive.aclose)
-        if not future.cancelled():
-            future.result()  # the batch's own error, if any
+        return iterate_in_portal(portal, self._batch)
 
     def close(self) -> None:
         """Nothing to do once iterated; kept for ``with``."""
@@ -358,6 +333,38 @@ class BatchRunSync:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def iterate_in_portal(portal: Any, batch: BatchRun) -> Iterator[BatchResult]:
+    """Iterate ``batch`` from sync code, running it in ``portal``'s event loop.
+
+    One task runs the whole batch (its task group must stay in one task); the records come
+    out through a stream, one portal call each. Stopping early cancels that task.
+    """
+    send, receive = anyio.create_memory_object_stream[BatchResult](0)
+
+    async def pump() -> None:
+        async with send, batch:
+            async for record in batch:
+                await send.send(record)
+
+    future = portal.start_task_soon(_in_context, contextvars.copy_context(), pump)
+    finished = False
+    try:
+        while True:
+            try:
+                record = portal.call(receive.receive)
+            except anyio.EndOfStream:
+                finished = True
+                break
+            yield record
+    finally:
+        if not finished:
+            future.cancel()
+        concurrent.futures.wait([future])
+        portal.call(receive.aclose)
+    if not future.cancelled():
+        future.result()  # the batch's own error, if any
 
 
 def run_batch_sync(
