@@ -248,19 +248,20 @@ def _ray_batch(
     args: argparse.Namespace, model_id: str, items: InputFile, output_type: Any, limit: Any
 ) -> Any:
     try:
-        from .. import ray as agentrt_ray
+        from ..ray import ChainSpec
+        from ..ray import run_batch as run_ray_batch
     except ImportError as exc:  # pragma: no cover - the test extra installs ray
         raise CLIError(
             f"--ray needs the ray extra: pip install 'agentrt[ray]' ({exc})", ExitCode.USAGE
         ) from exc
-    spec = agentrt_ray.ChainSpec(
+    spec = ChainSpec(
         model_id,
         tools_factory=functools.partial(gather_tools, list(args.tools), list(args.functions)),
         system=args.system,
         output_type=output_type,
         max_turns=args.max_turns,
     )
-    return agentrt_ray.run_batch(
+    return run_ray_batch(
         spec,
         items,
         per_actor=args.concurrency,

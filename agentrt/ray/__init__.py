@@ -189,7 +189,7 @@ def run_batch(
         isinstance(actors, bool) or not isinstance(actors, int) or actors < 1
     ):
         raise UsageError(f"actors= must be a positive integer or None, got {actors!r}")
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+    if not _is_positive_int(max_attempts):
         raise UsageError(f"max_attempts= must be a positive integer, got {max_attempts!r}")
     if address is not None and not isinstance(address, str):
         raise UsageError(f"address= takes a cluster address string, got {address!r}")
@@ -206,7 +206,7 @@ def run_batch(
         concurrency_name="per_actor",
     )
     try:
-        ray.cloudpickle.dumps(spec)
+        ray.cloudpickle.dumps(spec)  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise UsageError(
             f"the ChainSpec must pickle to reach the workers, and it does not: {exc}; build "
@@ -232,6 +232,10 @@ def run_batch(
         progress=progress,
         revive=revive_output(spec.output_type),
     )
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 async def _run_locally(item: BatchItem) -> BatchResult:

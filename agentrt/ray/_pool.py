@@ -75,7 +75,7 @@ class _Waiter:
             if not ready:
                 continue
             outcomes = await anyio.to_thread.run_sync(_get_each, ready)
-            for ref, (value, error) in zip(ready, outcomes):
+            for ref, (value, error) in zip(ready, outcomes, strict=True):
                 slot = self._pending.pop(ref, None)
                 if slot is not None:
                     slot.value, slot.error = value, error
@@ -149,7 +149,8 @@ class WorkerPool:
             UsageError: a worker could not build the model or the tools from the spec.
         """
         await anyio.to_thread.run_sync(self._connect)
-        count = self._actors_wanted or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
+        count = self._actors_wanted or max(1, int(cpus))
         if self._rate_limit is not None:
             from ._worker import SharedPacer
 
@@ -162,6 +163,12 @@ class WorkerPool:
             raise UsageError(
                 f"the Ray workers could not build the chain from the ChainSpec: {exc.cause!r}"
             ) from exc.cause
+        except RayActorError as exc:
+            raise UsageError(
+                "the Ray workers could not start; a ChainSpec whose tools_factory or "
+                "output_type lives in a module the workers cannot import does this (ship it "
+                f"with runtime_env=...): {_first_line(exc)}"
+            ) from exc
         for worker in workers:
             self._busy[worker] = 0
         return count * self._per_actor
@@ -243,7 +250,7 @@ class WorkerPool:
         for actor in actors:
             try:
                 ray.kill(actor)
-            except Exception:  # noqa: PERF203, S110 - already dead or gone with the cluster
+            except Exception:  # noqa: PERF203 - already dead or gone with the cluster
                 pass
         if self._started_ray:
             ray.shutdown()
