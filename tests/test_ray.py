@@ -14,17 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import ray
 
 import agentrt
 import agentrt.ray as agentrt_ray
 from agentrt import BatchResult, RateLimit, UsageError
 from agentrt.ray import ChainSpec
 from agentrt.toolbox import bundled_tools
+from tests.test_batch import expected_failure, responder_for
 from tools.fakeserver.script import Turn
 from tools.fakeserver.server import FakeServer
-
-from tests.test_batch import expected_failure, responder_for
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +31,12 @@ CALCULATOR = functools.partial(bundled_tools, ["calculator"])
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
+def ray() -> Iterator[Any]:
+    """The ray module, connected to a local cluster on 127.0.0.1.
+
+    Not imported at the top: ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when imported,
+    and start_local sets it first.
+    """
     # The workers inherit the environment the cluster starts with: the key is set for
     # the start only, so no other test sees it.
     saved = os.environ.get("OPENAI_API_KEY")
@@ -45,7 +48,11 @@ def cluster() -> Iterator[None]:
             del os.environ["OPENAI_API_KEY"]
         else:
             os.environ["OPENAI_API_KEY"] = saved
-    yield
+    import ray
+
+    # Every listener of the cluster is bound to the loopback address.
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+    yield ray
     ray.shutdown()
 
 
@@ -56,7 +63,7 @@ def server() -> Iterator[FakeServer]:
 
 
 @pytest.fixture
-def fake(server: FakeServer, cluster: None) -> Iterator[FakeServer]:
+def fake(server: FakeServer, ray: Any) -> Iterator[FakeServer]:
     server.reset()
     server.responder = responder_for("calculator")
     yield server
@@ -73,7 +80,7 @@ def spec_for(server: FakeServer, **kwargs: Any) -> ChainSpec:
 
 
 @pytest.mark.timeout(240)
-def test_two_thousand_chains_two_actors_one_killed_mid_run(fake: FakeServer) -> None:
+def test_two_thousand_chains_two_actors_one_killed_mid_run(fake: FakeServer, ray: Any) -> None:
     fake.latency = 0.01  # so that the killed worker has chains in flight
     n = 2_000
     run = agentrt_ray.run_batch(spec_for(fake), [f"item {i}" for i in range(n)], actors=2)
@@ -107,7 +114,7 @@ def test_two_thousand_chains_two_actors_one_killed_mid_run(fake: FakeServer) -> 
     assert keys == {f"Bearer {KEY}"}
 
 
-def test_keys_are_never_in_the_object_store(fake: FakeServer) -> None:
+def test_keys_are_never_in_the_object_store(fake: FakeServer, ray: Any) -> None:
     spec = spec_for(fake)
     blob = ray.cloudpickle.dumps(spec)
     assert KEY.encode() not in blob and b"sk-" not in blob

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
-import anyio.to_thread
-import ray
 
 from ..batch._chainrun import revive_output, run_item
 from ..batch._items import BatchItem
@@ -37,12 +38,17 @@ from ..batch._result import BatchResult
 from ..batch._run import BatchRun, check_batch_options, iterate_in_portal
 from ..errors import UsageError
 from ..providers import provider_class
-from ._pool import WorkerPool
+
+if TYPE_CHECKING:
+    from ._pool import WorkerPool
 
 __all__ = ["ChainSpec", "RayBatchRun", "run_batch", "start_local"]
 
+logger = logging.getLogger("agentrt")
+
 #: Environment of a local cluster started by :func:`start_local`: every listener on
-#: 127.0.0.1, no token written to the home directory, no usage statistics sent.
+#: 127.0.0.1, no token written to the home directory, no usage statistics sent. Ray reads
+#: the first when it is imported, so these are set before this module imports it.
 LOCAL_CLUSTER_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_AUTH_MODE": "disabled",
@@ -108,20 +114,30 @@ class ChainSpec:
             )
 
 
+def _import_ray(*, local_cluster: bool) -> ModuleType:
+    """Import ray; for a local cluster, with :data:`LOCAL_CLUSTER_ENV` set first."""
+    if local_cluster:
+        if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
+            logger.warning(
+                "ray was imported before agentrt started the local cluster, so its listeners "
+                "bind every interface, not only 127.0.0.1; set "
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before importing ray to avoid it"
+            )
+        for name, value in LOCAL_CLUSTER_ENV.items():
+            os.environ.setdefault(name, value)
+    import ray
+
+    return ray
+
+
 def start_local(num_cpus: int | None = None) -> None:
     """Start a local Ray cluster bound to 127.0.0.1 for this process (blocking, seconds).
 
-    Sets the variables of :data:`LOCAL_CLUSTER_ENV` that are not set already. The cluster
-    inherits this process's environment, API keys included.
+    Sets the variables of :data:`LOCAL_CLUSTER_ENV` that are not set already, before
+    importing ray. The cluster inherits this process's environment, API keys included.
     """
-    for name, value in LOCAL_CLUSTER_ENV.items():
-        os.environ.setdefault(name, value)
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
+    ray = _import_ray(local_cluster=True)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 class RayBatchRun(BatchRun):
@@ -205,13 +221,16 @@ def run_batch(
         max_turns=spec.max_turns,
         concurrency_name="per_actor",
     )
+    ray = _import_ray(local_cluster=address is None and "ray" not in sys.modules)
     try:
-        ray.cloudpickle.dumps(spec)  # type: ignore[no-untyped-call]
+        ray.cloudpickle.dumps(spec)
     except Exception as exc:
         raise UsageError(
             f"the ChainSpec must pickle to reach the workers, and it does not: {exc}; build "
             "clients and other resources inside tools_factory, not before"
         ) from exc
+    from ._pool import WorkerPool
+
     pool = WorkerPool(
         spec,
         actors=actors,
