@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import RateLimitError
 from ._items import BatchItem
+from ._pace import PacingHandler, pacer_pause
 from ._result import BatchResult
 
 __all__ = ["MakeChain", "revive_output", "run_item"]
@@ -52,6 +53,9 @@ async def run_item(
     want_output = merged.get("output_type") is not None
     if handler is not None:
         merged["callbacks"] = [*merged.get("callbacks", ()), handler]
+    if pacer is not None and not isinstance(handler, PacingHandler):
+        # No per-request pacing: a 429 pause holds the chain's start instead.
+        await pacer_pause(pacer)
     chain: Any = None
     try:
         chain = make_chain(item.prompt, **merged)

@@ -10,6 +10,8 @@ A 429 pauses every chain of the batch, not only the one that got it: when the HT
 is about to retry a rate-limited request (the ``on_retry`` hook) the whole batch waits for
 the delay the server asked for, and a chain that failed with ``RateLimitError`` after its
 retries pauses the batch with a backoff that doubles up to 60 s while such failures go on.
+With a rate limit the pause holds every request; without one, every chain start (so a
+batch without limits adds no async hook to its turns).
 
 The decisions are in :class:`Pacer`, on an injectable clock and without I/O; the Ray
 integration runs the same class in a small actor so that every worker shares it.
@@ -27,7 +29,16 @@ import anyio
 from ..callbacks import CallbackHandler
 from ..errors import RateLimitError, UsageError
 
-__all__ = ["MAX_BACKOFF", "Pacer", "PacingHandler", "RateLimit"]
+__all__ = [
+    "MAX_BACKOFF",
+    "Pacer",
+    "PacingHandler",
+    "RateLimit",
+    "RetryPauseHandler",
+    "TokenPacingHandler",
+    "pacer_pause",
+    "pacing_handler",
+]
 
 #: The longest pause after chains failed with ``RateLimitError``.
 MAX_BACKOFF = 60.0
@@ -112,34 +123,37 @@ class Pacer:
         self._failures = 0
 
 
-class PacingHandler(CallbackHandler):
-    """Waits for the pacer before each request; pauses the batch on 429 retries.
+class RetryPauseHandler(CallbackHandler):
+    """Pauses the batch when a request is about to be retried after a 429.
 
-    ``on_turn_start`` is awaited before the request is sent, so waiting in it delays the
-    request. One instance serves every chain of a batch.
+    The only hook is a sync ``on_retry``, so a batch without a rate limit adds no async
+    hook (and no cancel scope) to its chains' turns.
     """
 
     def __init__(self, pacer: Any) -> None:
-        #: A :class:`Pacer`, or an object with the same methods whose ``reserve`` and
-        #: ``paused_for`` may be async (the Ray workers' handle to the shared pacer).
         self.pacer = pacer
-
-    async def on_turn_start(self, response: Any) -> None:
-        """Wait for this request's slot, and out any pause set meanwhile."""
-        delay = self.pacer.reserve()
-        if not isinstance(delay, (int, float)):
-            delay = await delay
-        while delay > 0:
-            await anyio.sleep(delay)
-            delay = self.pacer.paused_for()
-            if not isinstance(delay, (int, float)):
-                delay = await delay
 
     def on_retry(self, response: Any, attempt: int, error: BaseException, delay: float) -> None:
         """Pause the whole batch for the delay a rate-limited request is retried after."""
         if _is_rate_limit(error):
             self.pacer.pause(delay)
 
+
+class PacingHandler(RetryPauseHandler):
+    """Waits for the pacer before each request; pauses the batch on 429 retries.
+
+    ``on_turn_start`` is awaited before the request is sent, so waiting in it delays the
+    request. One instance serves every chain of a batch.
+    """
+
+    async def on_turn_start(self, response: Any) -> None:
+        """Wait for this request's slot, and out any pause set meanwhile."""
+        delay = self.pacer.reserve()
+        if not isinstance(delay, (int, float)):
+            delay = await delay
+        if delay > 0:
+            await anyio.sleep(delay)
+            await pacer_pause(self.pacer)
 
 class TokenPacingHandler(PacingHandler):
     """A :class:`PacingHandler` that also counts reported tokens."""
@@ -151,13 +165,31 @@ class TokenPacingHandler(PacingHandler):
             self.pacer.add_tokens(usage.total_tokens)
 
 
+async def pacer_pause(pacer: Any) -> None:
+    """Wait out the pacer's pause, if any (checked again after each wait)."""
+    delay = pacer.paused_for()
+    if not isinstance(delay, (int, float)):
+        delay = await delay
+    while delay > 0:
+        await anyio.sleep(delay)
+        delay = pacer.paused_for()
+        if not isinstance(delay, (int, float)):
+            delay = await delay
+
+
 def _is_rate_limit(error: BaseException) -> bool:
     return isinstance(error, RateLimitError) or getattr(error, "status", None) == 429
 
 
-def pacing_handler(pacer: Any) -> PacingHandler:
-    """The handler for ``pacer``: token counting only when there is a token limit."""
+def pacing_handler(pacer: Any) -> RetryPauseHandler:
+    """The handler for ``pacer``: the cheapest one that does what its limit needs.
+
+    ``pacer`` is a :class:`Pacer`, or an object with the same methods whose ``reserve``
+    and ``paused_for`` may return awaitables (the Ray workers' handle to the shared one).
+    """
     limit = getattr(pacer, "limit", None)
-    if limit is not None and limit.tokens_per_minute:
+    if limit is None:
+        return RetryPauseHandler(pacer)
+    if limit.tokens_per_minute:
         return TokenPacingHandler(pacer)
     return PacingHandler(pacer)
