@@ -571,3 +571,36 @@ def test_run_batch_sync_yields_every_record_and_stops_early() -> None:
 async def test_run_batch_sync_refused_inside_an_event_loop() -> None:
     with pytest.raises(UsageError, match="inside a running"):
         run_batch_sync(agentrt.get_model("offline"), ["a"])
+
+
+async def test_two_batches_cannot_share_a_results_file(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    release = anyio.Event()
+    entered = anyio.Event()
+
+    @agentrt.tool
+    async def hold(n: int) -> int:
+        """Wait to be released."""
+        entered.set()
+        await release.wait()
+        return n
+
+    model = agentrt.get_async_model("offline")
+    first: list[BatchResult] = []
+
+    async def run_first() -> None:
+        first.extend(
+            [r async for r in run_batch(model, ['hold {"n": 1}'], tools=[hold], results_path=path)]
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_first)
+        await entered.wait()  # the first batch has its file open
+        with pytest.raises(UsageError, match="in use by another running batch"):
+            async for _ in run_batch(model, ["other"], results_path=path):
+                pass
+        release.set()
+    assert [r.status for r in first] == ["completed"]
+    # Once the first batch ended, the file is free again.
+    again = [r async for r in run_batch(model, ['hold {"n": 1}'], tools=[hold], results_path=path)]
+    assert [r.resumed for r in again] == [True]
