@@ -11,6 +11,9 @@ chain). Measured, asyncio, medians of ``--repeats`` interleaved runs:
 - ``ray``: ``agentrt.ray.run_batch`` with 2 actors x ``concurrency / 2`` chains on a
   local 2-CPU cluster (started once, not timed; the actors' start is timed).
 
+Wall time and the driver process's CPU time are reported: on a shared machine the CPU
+per chain is the steadier figure of agentrt's own cost.
+
 Run: ``python -m benchmarks.batch_bench [--n 10000] [--concurrency 1000] [--latency 0.1]``.
 """
 
@@ -133,24 +136,35 @@ def main(argv: list[str] | None = None) -> None:
         agentrt_ray.start_local(num_cpus=2)
         runs["ray (2 actors)"] = lambda url: ray_batch(url, n, concurrency)
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     with ServerProcess(ServerConfig(latency=args.latency, tool_turns=1)) as server:
         runs["task group"](server.base_url)  # warm-up: imports, connections
         for _ in range(args.repeats):
             for name, run in runs.items():
+                before = time.process_time()
                 times[name].append(run(server.base_url))
+                cpu[name].append(time.process_time() - before)
     print(
         f"{n} chains (1 tool turn, 2 requests each), concurrency {concurrency}, "
         f"latency {args.latency * 1000:.0f} ms, ideal {ideal:.2f} s; "
         f"medians of {args.repeats}"
     )
     base = statistics.median(times["task group"])
+    base_cpu = statistics.median(cpu["task group"])
     local = statistics.median(times["run_batch"])
     for name, values in times.items():
         median = statistics.median(values)
         spread = ", ".join(f"{v:.2f}" for v in values)
+        cpu_us = statistics.median(cpu[name]) / n * 1e6
+        cpu_note = (
+            f"driver CPU {cpu_us:5.0f} us/chain "
+            f"({(statistics.median(cpu[name]) / base_cpu - 1) * 100:+5.1f}%)"
+            if not name.startswith("ray")
+            else "driver CPU (workers not counted)"
+        )
         print(
-            f"  {name:<18} {median:6.2f} s  {n / median:8.0f} chains/s  "
-            f"{(median / base - 1) * 100:+6.1f}% vs task group   ({spread})"
+            f"  {name:<18} {median:6.2f} s  {n / median:6.0f} chains/s  "
+            f"{(median / base - 1) * 100:+6.1f}% wall  {cpu_note}   ({spread})"
         )
     if "ray (2 actors)" in times:
         ray_median = statistics.median(times["ray (2 actors)"])

@@ -123,6 +123,7 @@ async def test_ten_thousand_offline_items_one_record_each_in_order() -> None:
     items[901] = {"prompt": 'add {"a": 5, "b": 6}', "id": "sum-901", "max_turns": 1}
     items[902] = {"prompt": 'add {"a": 5, "b": 6}', "id": "sum-902"}
     items[903] = {"prompt": "no tools for this one", "tools": []}
+    items[3] = 'add {"a": 1, "b": 1}'
     async with run_batch(model, items, tools=[add], concurrency=500) as batch:
         records = [record async for record in batch]
     assert [r.index for r in records] == list(range(n))

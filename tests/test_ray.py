@@ -203,3 +203,25 @@ def test_malformed_items_get_failed_records_on_the_driver(fake: FakeServer) -> N
     )
     assert [r.status for r in records] == ["completed", "failed", "completed"]
     assert records[1].error_type == "UsageError" and records[2].input == "k"
+
+
+def test_cli_batch_on_a_local_ray_cluster(tmp_path: Path) -> None:
+    """``agentrt batch --ray local`` starts its own cluster (in a subprocess) and resumes."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "in.txt"
+    source.write_text("".join(f'compute {{"expression": "{i}*2"}}\n' for i in range(30)))
+    out = tmp_path / "out.jsonl"
+    command = [
+        sys.executable, "-m", "agentrt", "batch", str(source), "-o", str(out),
+        "-T", "calculator", "--ray", "local", "--concurrency", "4", "--no-progress",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    records = [BatchResult.from_json(line) for line in out.read_text().splitlines()]
+    assert [r.index for r in records] == list(range(30))
+    assert records[7].text is not None and "returned 14" in records[7].text
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "30 from an earlier run" in again.stderr
