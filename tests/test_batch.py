@@ -605,3 +605,19 @@ async def test_two_batches_cannot_share_a_results_file(tmp_path: Path) -> None:
     # Once the first batch ended, the file is free again.
     again = [r async for r in run_batch(model, ['hold {"n": 1}'], tools=[hold], results_path=path)]
     assert [r.resumed for r in again] == [True]
+
+
+@pytest.mark.parametrize(
+    "options", [{"temprature": 0.2}, {"max_turn": 3}, {"tool_errors": "maybe"}]
+)
+def test_chain_options_are_checked_by_model_chain_at_the_call(options: dict[str, Any]) -> None:
+    # run_batch refuses at the call exactly what model.chain refuses (the strict option
+    # check lives there), and accepts what it accepts.
+    model = agentrt.get_async_model("offline")
+    try:
+        model.chain("probe", **options)
+    except UsageError as exc:
+        with pytest.raises(UsageError, match=re.escape(str(exc))):
+            run_batch(model, ["a"], **options)
+    else:
+        assert isinstance(run_batch(model, ["a"], **options), agentrt.batch.BatchRun)
