@@ -396,7 +396,7 @@ async def test_async_iterable_items_are_read_lazily() -> None:
 async def test_requests_per_minute_is_obeyed_within_five_percent(fake: FakeServer) -> None:
     fake.responder = lambda wire, body: Turn(text="ok")
     rpm = 3_000  # 50 requests a second, so the test takes about 2 s
-    n = 101
+    n = 121
     model = openai_model(fake)
     async with model:
         records = [
@@ -411,7 +411,10 @@ async def test_requests_per_minute_is_obeyed_within_five_percent(fake: FakeServe
     assert all(r.status == "completed" for r in records)
     times = sorted(r.time for r in fake.requests)
     assert len(times) == n
-    observed = (n - 1) / (times[-1] - times[0]) * 60
+    # From the 11th request on: the first ones may start late (workers and connections
+    # warming up), which only makes the rate look higher over a span starting at them.
+    steady = times[10:]
+    observed = (len(steady) - 1) / (steady[-1] - steady[0]) * 60
     assert 0.95 * rpm <= observed <= 1.05 * rpm, observed
 
 

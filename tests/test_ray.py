@@ -152,7 +152,7 @@ async def test_async_driver_unordered_with_resume(fake: FakeServer, tmp_path: Pa
 def test_rate_limit_is_shared_by_the_workers(fake: FakeServer) -> None:
     fake.responder = lambda wire, body: Turn(text="ok")
     rpm = 3_000
-    n = 101
+    n = 121
     run = agentrt_ray.run_batch(
         spec_for(fake),
         [f"item {i}" for i in range(n)],
@@ -163,7 +163,10 @@ def test_rate_limit_is_shared_by_the_workers(fake: FakeServer) -> None:
     assert all(r.status == "completed" for r in run)
     times = sorted(r.time for r in fake.requests)
     assert len(times) == n
-    observed = (n - 1) / (times[-1] - times[0]) * 60
+    # From the 11th request on: the first ones may start late (workers and connections
+    # warming up), which only makes the rate look higher over a span starting at them.
+    steady = times[10:]
+    observed = (len(steady) - 1) / (steady[-1] - steady[0]) * 60
     assert 0.95 * rpm <= observed <= 1.05 * rpm, observed
 
 
