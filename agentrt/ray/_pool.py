@@ -226,9 +226,10 @@ class WorkerPool:
         from ._worker import BatchWorker
 
         runtime_env = dict(self._runtime_env or {})
-        # Ray runs async actors on uvloop when it is installed, and agentrt's own
-        # transport does not run on uvloop (its create_connection lacks
-        # happy_eyeballs_delay): the workers use the standard asyncio loop.
+        # Ray runs async actors on uvloop when it is installed, and the transport in
+        # main (agentrt/_conn.py) passes happy_eyeballs_delay, which uvloop refuses: the
+        # workers use the standard asyncio loop. Drop this once the new transport that
+        # runs on uvloop is merged.
         runtime_env["env_vars"] = {**_WORKER_ENV, **runtime_env.get("env_vars", {})}
         options: dict[str, Any] = {"max_concurrency": self._per_actor, "runtime_env": runtime_env}
         return BatchWorker.options(**options).remote(self._spec_ref, self._pacer, self._rate_limit)
