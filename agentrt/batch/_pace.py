@@ -155,6 +155,7 @@ class PacingHandler(RetryPauseHandler):
             await anyio.sleep(delay)
             await pacer_pause(self.pacer)
 
+
 class TokenPacingHandler(PacingHandler):
     """A :class:`PacingHandler` that also counts reported tokens."""
 
