@@ -20,7 +20,7 @@ import agentrt.ray as agentrt_ray
 from agentrt import BatchResult, RateLimit, UsageError
 from agentrt.ray import ChainSpec
 from agentrt.toolbox import bundled_tools
-from tests.test_batch import expected_failure, responder_for
+from tests.test_batch import expected_failure, observed_rpm, responder_for
 from tools.fakeserver.script import Turn
 from tools.fakeserver.server import FakeServer
 
@@ -163,10 +163,7 @@ def test_rate_limit_is_shared_by_the_workers(fake: FakeServer) -> None:
     assert all(r.status == "completed" for r in run)
     times = sorted(r.time for r in fake.requests)
     assert len(times) == n
-    # From the 11th request on: the first ones may start late (workers and connections
-    # warming up), which only makes the rate look higher over a span starting at them.
-    steady = times[10:]
-    observed = (len(steady) - 1) / (steady[-1] - steady[0]) * 60
+    observed = observed_rpm(times)
     assert 0.95 * rpm <= observed <= 1.05 * rpm, observed
 
 
