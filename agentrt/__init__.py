@@ -4,6 +4,7 @@ from ._chain import AsyncChain
 from ._model import AsyncConversation, AsyncModel, get_async_model
 from ._response import AsyncResponse
 from ._retry import RetryPolicy
+from .batch import BatchResult, RateLimit, run_batch, run_batch_sync
 from .callbacks import CallbackHandler, UsageTracker, track_usage
 from .errors import (
     AgentrtError,
@@ -43,6 +44,7 @@ __all__ = [
     "AsyncResponse",
     "AuthenticationError",
     "BadRequestError",
+    "BatchResult",
     "CallbackHandler",
     "CancelChain",
     "Chain",
@@ -54,6 +56,7 @@ __all__ = [
     "MissingAPIKeyError",
     "Model",
     "ProviderError",
+    "RateLimit",
     "RateLimitError",
     "Response",
     "RetryPolicy",
@@ -76,6 +79,8 @@ __all__ = [
     "async_tool_is",
     "get_async_model",
     "get_model",
+    "run_batch",
+    "run_batch_sync",
     "tool",
     "track_usage",
 ]

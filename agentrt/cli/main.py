@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import AgentrtError
+from .batch_cmd import add_batch_parser
 from .chain_cmd import MODEL_ENV, run_chain
 from .exit_codes import EPILOG, CLIError, ExitCode, cli_message, exit_code_for
 from .info_cmds import run_models, run_tools
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _log_options(logs)
     logs.set_defaults(run=run_logs)
     register_mcp(commands)
+    add_batch_parser(commands)
     return parser
 
 
