@@ -134,6 +134,16 @@ async def _connect_socket(loop: asyncio.AbstractEventLoop, host: str, port: int)
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:  # pragma: no cover - getaddrinfo raises instead
         raise OSError(f"no address for {host!r}")
+    if len(infos) == 1:  # one address (an IP, or one record): nothing to race
+        family, kind, proto, _name, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
     winner: list[socket.socket] = []
     errors: list[OSError] = []
 
