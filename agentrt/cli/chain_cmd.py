@@ -180,7 +180,7 @@ def run_chain(args: argparse.Namespace) -> int:
         AgentrtError: the model or a ``-T`` tool is unknown, or a key is missing.
     """
     prompt = read_prompt(args.prompt, sys.stdin)
-    tools = gather_tools(args.tools, args.functions)
+    tools = [*gather_tools(args.tools, args.functions), *getattr(args, "extra_tools", ())]
     model_id = args.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
     model = get_async_model(model_id, base_url=args.base_url, stream=not args.no_stream)
     # What the library logs (a truncated answer, a failed tool) the command line shows in
