@@ -44,7 +44,7 @@ import anyio.to_thread
 import pydantic
 from pydantic_core import to_json
 
-from ._threads import run_in_thread
+from ._backend import run_in_thread
 from .callbacks import as_async
 from .errors import (
     CancelChain,

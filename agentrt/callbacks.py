@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from ._loops import spawn_detached
+from ._backend import spawn_detached
 from .messages import Usage
 
 if TYPE_CHECKING:

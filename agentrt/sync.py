@@ -21,9 +21,9 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio.from_thread import BlockingPortal
 
+from ._backend import running_loop_library
 from ._chain import DEFAULT_MAX_TOOL_OUTPUT, AsyncChain, PromptType
 from ._execute import in_sync_tool
-from ._loops import running_loop_library
 from ._model import CHAIN_SETTINGS, AsyncConversation, AsyncModel, ToolErrors, get_async_model
 from ._response import AsyncResponse
 from .callbacks import CallbackHandler, is_async_callable

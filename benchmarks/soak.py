@@ -44,6 +44,8 @@ from typing import Any
 
 import anyio
 
+from benchmarks._smoke import SMOKE
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "openai:soak"
 API_KEY = "sk-soak"
@@ -455,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.tool_turns, args.fault_rate, args.seed)
         return 0
+    if SMOKE:  # CI: only check that the soak still runs
+        args.chains, args.warmup = 400, 100
     config = SoakConfig(
         chains=args.chains,
         concurrency=args.concurrency,

@@ -21,9 +21,9 @@ __all__ = [
 ]
 
 #: anyio versions (``[low, high)``) the asyncio protocol connection is tested with.
-TESTED_CONN_ANYIO = ((4, 4), (5, 0))
+TESTED_CONN_ANYIO = ((4, 16), (5, 0))
 #: anyio versions the thread hop (anyio's worker-thread registry) is tested with.
-TESTED_THREADS_ANYIO = ((4, 12), (5, 0))
+TESTED_THREADS_ANYIO = ((4, 16), (5, 0))
 
 
 def _version() -> tuple[int, int]:

@@ -14,9 +14,9 @@ __all__ = ["PROVIDERS", "Provider", "provider_class", "remote_generation_options
 #: prefix -> (module, class name, environment variable of its API key or None)
 PROVIDERS: dict[str, tuple[str, str, str | None]] = {
     "offline": ("agentrt.providers.offline", "OfflineProvider", None),
-    "openai": ("agentrt.providers.openai", "OpenAIProvider", "OPENAI_API_KEY"),
-    "anthropic": ("agentrt.providers.anthropic", "AnthropicProvider", "ANTHROPIC_API_KEY"),
-    "gemini": ("agentrt.providers.gemini", "GeminiProvider", "GEMINI_API_KEY"),
+    "openai": ("agentrt.providers.http", "OpenAIProvider", "OPENAI_API_KEY"),
+    "anthropic": ("agentrt.providers.http", "AnthropicProvider", "ANTHROPIC_API_KEY"),
+    "gemini": ("agentrt.providers.http", "GeminiProvider", "GEMINI_API_KEY"),
 }
 
 #: Name starts that tell the provider of a bare model name (``"gpt-4o"`` -> ``openai``).

@@ -39,7 +39,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
@@ -548,11 +547,3 @@ class AnthropicCodec:
         if payload.get("type") == "error":
             AnthropicDecoder().feed_data(payload, "error")  # raises the error
         return events_from_message(payload)
-
-
-def __getattr__(name: str) -> Any:
-    # The provider registry (agentrt.providers.PROVIDERS) names this module for
-    # "anthropic:"; the provider class is the codec under the HTTP driver, defined there.
-    if name == "AnthropicProvider":
-        return getattr(importlib.import_module("agentrt.providers.http"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,7 +35,6 @@ The API key travels only in the ``x-goog-api-key`` header, never in the URL.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import uuid
@@ -522,11 +521,3 @@ class GeminiCodec:
             items += assembler.feed(response)
         items += assembler.finish()
         return items
-
-
-def __getattr__(name: str) -> Any:
-    # The provider registry (agentrt.providers.PROVIDERS) names this module for
-    # "gemini:"; the provider class is the codec under the HTTP driver, defined there.
-    if name == "GeminiProvider":
-        return getattr(importlib.import_module("agentrt.providers.http"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

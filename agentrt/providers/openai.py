@@ -22,7 +22,6 @@ Wire notes that shape this module:
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -315,14 +314,6 @@ def _error_from_body(error: Any) -> ProviderError:
     elif isinstance(error, str) and error:
         message = error
     return error_for_status(status, message, provider="openai", body=json.dumps(error)[:2000])
-
-
-def __getattr__(name: str) -> Any:
-    # The provider registry (agentrt.providers.PROVIDERS) names this module for
-    # "openai:"; the provider class is the codec under the HTTP driver, defined there.
-    if name == "OpenAIProvider":
-        return getattr(importlib.import_module("agentrt.providers.http"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _PATH = "/chat/completions"
