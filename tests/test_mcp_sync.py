@@ -104,6 +104,23 @@ def test_wrong_arguments_are_usage_errors_before_anything_starts(
         pass  # pragma: no cover
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target": 42}, "takes a command"),
+        ({"target": "server", "timeout": "60"}, "positive number"),
+        ({"target": "server", "allow": "echo"}, r"allow=\['echo'\]"),
+    ],
+)
+def test_async_connect_refuses_wrong_arguments_at_the_call(
+    kwargs: dict[str, object], message: str
+) -> None:
+    target = kwargs.pop("target")
+    # At the call itself, not when the block is entered: nothing to await or enter.
+    with pytest.raises(UsageError, match=message):
+        mcp.connect(target, **kwargs)  # type: ignore[arg-type]
+
+
 def test_long_names_are_cut_to_64_characters_and_stay_distinct() -> None:
     first = mcp.model_name("t" * 80 + "a", "server")
     second = mcp.model_name("t" * 80 + "b", "server")

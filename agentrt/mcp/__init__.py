@@ -16,7 +16,13 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    ExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from os import PathLike
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -60,12 +66,11 @@ def _seconds(value: float | None, what: str, *, optional: bool) -> float | None:
     return float(value)
 
 
-@asynccontextmanager
-async def connect(
+def connect(
     target: str | Sequence[str],
     *,
     prefix: str | None = None,
-    timeout: float | None = 60,  # noqa: ASYNC109 (per tool call, not for this function)
+    timeout: float | None = 60,
     connect_timeout: float = 10,
     env: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
@@ -74,8 +79,11 @@ async def connect(
     transport: str | None = None,
     cwd: str | PathLike[str] | None = None,
     errlog: TextIO | None = None,
-) -> AsyncIterator[MCPToolbox]:
+) -> AbstractAsyncContextManager[MCPToolbox]:
     """Connect to an MCP server and yield its tools as a toolbox for ``tools=[...]``.
+
+    The arguments are checked at this call (a wrong one raises here, not at ``async
+    with``); the connection opens when the returned context manager is entered.
 
     One task that agentrt starts here owns the connection: it opens it, serves every tool
     call and closes it when the block ends (ending a stdio server's process group within a
@@ -97,8 +105,8 @@ async def connect(
         cwd: the working directory of a stdio server.
         errlog: where a stdio server's stderr goes (default: ours).
 
-    Yields:
-        The server's tools.
+    Returns:
+        An async context manager yielding the server's tools.
 
     Raises:
         UsageError: a wrong argument, or ``allow=`` names a tool the server does not have.
@@ -106,7 +114,7 @@ async def connect(
             the handshake within ``connect_timeout``.
     """
     resolved = resolve_target(target, transport=transport, env=env, headers=headers, cwd=cwd)
-    async with _open(
+    return _open(
         resolved,
         prefix=check_prefix(prefix),
         timeout=_seconds(timeout, "timeout", optional=True),
@@ -114,8 +122,7 @@ async def connect(
         allow=name_filter(allow, "allow"),
         deny=name_filter(deny, "deny"),
         errlog=errlog,
-    ) as box:
-        yield box
+    )
 
 
 def _check_connect_timeout(value: float) -> float:
