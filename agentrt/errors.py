@@ -30,7 +30,7 @@ No exception here ever holds an API key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .messages import ToolCall
@@ -44,6 +44,9 @@ __all__ = [
     "CancelChain",
     "ChainLimitError",
     "MissingAPIKeyError",
+    "OutputAttempt",
+    "OutputRefusedError",
+    "OutputValidationError",
     "ProviderError",
     "RateLimitError",
     "ServerError",
@@ -168,3 +171,55 @@ class APIConnectionError(ProviderError):
 
 class APITimeoutError(APIConnectionError):
     """The request timed out."""
+
+
+# --- typed results (``output_type=``) --------------------------------------------------------
+
+
+class OutputAttempt(NamedTuple):
+    """One answer that failed validation: what the model sent and why it was refused."""
+
+    #: The model's raw answer: the JSON text, or the final-result tool's arguments.
+    raw: str
+    #: The validation error, as it was sent back to the model.
+    error: str
+
+
+class OutputValidationError(AgentrtError):
+    """The model's answer failed validation against ``output_type`` on every attempt.
+
+    Attributes:
+        attempts: one :class:`OutputAttempt` per answer, in order (the first answer and one
+            per retry), each with the raw text and the error.
+    """
+
+    def __init__(self, message: str, attempts: Sequence[OutputAttempt] = ()) -> None:
+        super().__init__(message)
+        self.attempts = [OutputAttempt(*a) for a in attempts]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.args[0] if self.args else "", self.attempts))
+
+
+class OutputRefusedError(AgentrtError):
+    """The model refused to produce the requested output.
+
+    OpenAI reports a ``refusal``, Anthropic a ``stop_reason`` of ``"refusal"``.
+
+    Attributes:
+        text: the model's refusal text (may be empty when the provider sends none).
+        provider: the provider's name, when known.
+    """
+
+    def __init__(self, text: str, *, provider: str = "") -> None:
+        self.text = text
+        self.provider = provider
+        who = f"{provider}: " if provider else ""
+        super().__init__(f"{who}the model refused to answer with the requested output: {text!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_refused, (type(self), self.text, self.provider))
+
+
+def _rebuild_refused(cls: type[OutputRefusedError], text: str, provider: str) -> Any:
+    return cls(text, provider=provider)

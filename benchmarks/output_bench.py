@@ -1,0 +1,186 @@
+"""CPU that ``output_type=`` adds to a turn, for a 10-field model.
+
+``python -m benchmarks.output_bench`` times, per call (µs, process CPU, min and median of
+``--repeat`` rounds):
+
+1. the cached spec lookup (``output_spec(Model)``) and the provider dialect lookup;
+2. building the request piece (``native_body``: the cached strict schema in place);
+3. local validation of a valid answer (JSON parse, OpenAI-null normalisation, pydantic);
+4. the whole per-turn sum of the three, beside a turn's own CPU.
+
+A turn's CPU comes from ``python -m benchmarks.micro`` ("chains, in-memory httpx
+transport"): pass its JSON with ``--micro-json`` (written by ``benchmarks.micro --json``), or
+``--turn-us`` directly; without either the figure is measured here on a ``FunctionModel``
+chain, which is the cheapest turn there is (so the share shown is an upper bound).
+Cold conversion (the first use of a type) is reported too: it is paid once per type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Address(BaseModel):
+    city: str
+    street: str
+
+
+class Order(BaseModel):
+    """An order, as a model would extract it from an email."""
+
+    id: str
+    customer: str
+    email: str
+    quantity: int = Field(ge=1)
+    unit_price: float
+    currency: Literal["EUR", "USD", "GBP"]
+    express: bool = False
+    notes: str | None = None
+    tags: list[str] = []
+    address: Address | None = None
+
+
+ANSWER = json.dumps(
+    {
+        "id": "A-1042",
+        "customer": "Ada Lovelace",
+        "email": "ada@example.org",
+        "quantity": 3,
+        "unit_price": 19.5,
+        "currency": "EUR",
+        "express": None,
+        "notes": "leave at the door",
+        "tags": ["gift", "fragile"],
+        "address": {"city": "London", "street": "St James's Square"},
+    }
+)
+
+
+def _cpu_us(fn: Callable[[], Any], calls: int, repeat: int) -> tuple[float, float]:
+    rounds = []
+    for _ in range(repeat):
+        start = time.process_time()
+        for _ in range(calls):
+            fn()
+        rounds.append((time.process_time() - start) / calls * 1e6)
+    return min(rounds), statistics.median(rounds)
+
+
+def _turn_us_from_function_model(repeat: int) -> float:
+    import anyio
+
+    from agentrt.testing import FunctionModel
+
+    model = FunctionModel(lambda messages, tools: "done")
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await model.chain("hi").text()
+
+    rounds = []
+    for _ in range(repeat):
+        start = time.process_time()
+        anyio.run(run, 300)
+        rounds.append((time.process_time() - start) / 300 * 1e6)
+    return min(rounds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.output_bench")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--micro-json", default="", help="benchmarks.micro --json output")
+    parser.add_argument("--turn-us", type=float, default=0.0, help="a turn's CPU in µs")
+    args = parser.parse_args(argv)
+
+    from agentrt.output import dialect, native_body, output_spec, validate_answer
+    from agentrt.output._spec import clear_caches
+
+    def cold() -> None:
+        clear_caches()
+        spec = output_spec(Order)
+        dialect(spec, "openai")
+
+    def lookup() -> None:
+        dialect(output_spec(Order), "openai")
+
+    def body() -> None:
+        native_body(output_spec(Order), "openai")
+
+    spec = output_spec(Order)
+
+    def validate() -> None:
+        validate_answer(spec, ANSWER, mode="native", provider="openai")
+
+    def per_turn() -> None:
+        turn_spec = output_spec(Order)
+        native_body(turn_spec, "openai")
+        validate_answer(turn_spec, ANSWER, mode="native", provider="openai")
+
+    piece = native_body(spec, "openai")
+
+    def encode() -> None:
+        json.dumps(piece)
+
+    assert validate_answer(spec, ANSWER, mode="native", provider="openai").express is False
+    rows = [
+        ("cold: first use of the type (spec + OpenAI strict conversion)", cold, 50),
+        ("output_spec(Order) + dialect(..., 'openai'), cached", lookup, args.calls),
+        ("native_body(spec, 'openai') (cached schema)", body, args.calls),
+        ("validate_answer(...) of a valid 10-field answer", validate, args.calls),
+        ("per turn: lookup + body + validation", per_turn, args.calls),
+        (
+            "json.dumps of the response_format piece (unless the codec caches it)",
+            encode,
+            args.calls,
+        ),
+    ]
+    results = {name: _cpu_us(fn, calls, args.repeat) for name, fn, calls in rows}
+
+    source = "--turn-us"
+    turns: dict[str, float] = {}
+    if args.micro_json:
+        with open(args.micro_json, encoding="utf-8") as handle:
+            micro = json.load(handle)
+        for key in (
+            "chains, in-memory httpx transport, json",
+            "chains, in-memory httpx transport, stream",
+        ):
+            turns[key] = float(micro[key]["cpu_us_min"])
+        source = f"benchmarks.micro ({args.micro_json})"
+    elif args.turn_us:
+        turns["a turn (--turn-us)"] = args.turn_us
+    else:
+        turns["a FunctionModel turn (no HTTP: the cheapest turn)"] = _turn_us_from_function_model(
+            args.repeat
+        )
+        source = "measured here"
+
+    print(f"python {sys.version.split()[0]}; {args.calls} calls x {args.repeat} rounds\n")
+    print("| output_type=Order (10 fields) | CPU µs per call (min) | (median) |")
+    print("|---|---|---|")
+    for name, (low, median) in results.items():
+        print(f"| {name} | {low:.1f} | {median:.1f} |")
+    added = results["per turn: lookup + body + validation"][0]
+    encoded = added + results[rows[-1][0]][0]
+    print(f"\nturn CPU from {source}:\n")
+    print("| turn | CPU µs per turn | output_type adds | ... with the piece encoded per turn |")
+    print("|---|---|---|---|")
+    for name, value in turns.items():
+        print(
+            f"| {name} | {value:.0f} | {added:.1f} µs = {added / value * 100:.1f}% "
+            f"| {encoded:.1f} µs = {encoded / value * 100:.1f}% |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
