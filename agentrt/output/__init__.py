@@ -8,6 +8,8 @@ The pieces, each pure (no I/O), used by the chain and the provider codecs:
   (``_strict.py``);
 - the request pieces of each mode and of ``tool_choice``/``parallel_tool_calls``
   (``_wire.py``);
+- :class:`OutputRun` — one chain's output contract as plain decisions: what a request
+  carries, what a turn means (value, retry, run the tools), when to give up (``_run.py``);
 - :func:`validate_answer`, :func:`retry_message` and the final
   :class:`~agentrt.OutputValidationError` (``_validate.py``);
 - :func:`extract_json` / :func:`partial_json` for answers in text and while streaming
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from ._concise import concise_schema, load_schema
 from ._extract import extract_json, partial_json
+from ._run import Continue, Done, OutputRequest, OutputRun, PartialOutput, Retry, Verdict
 from ._spec import OutputInvalid, OutputSpec, output_spec
 from ._strict import Dialect, dialect
 from ._validate import exhausted, retry_message, truncated_message, validate_answer
@@ -41,12 +44,19 @@ from ._wire import (
 
 __all__ = [
     "OUTPUT_TOOL_NAME",
+    "Continue",
     "Dialect",
+    "Done",
     "OutputInvalid",
     "OutputMode",
+    "OutputRequest",
+    "OutputRun",
     "OutputSpec",
+    "PartialOutput",
     "ResolvedMode",
+    "Retry",
     "ToolChoice",
+    "Verdict",
     "check_tool_choice",
     "concise_schema",
     "dialect",

@@ -68,10 +68,23 @@ def partial_json(text: str) -> Any:
         return None
     try:
         return pydantic_core.from_json(
-            text[start:].rstrip("`\n\r\t "), allow_partial="trailing-strings"
+            text[start:].rstrip("`\n\r\t "), allow_partial=_PARTIAL_STRINGS
         )
     except ValueError:
         return None
+
+
+def _partial_mode() -> Any:
+    # pydantic-core 2.24 added "trailing-strings" (keep an unfinished string); older
+    # versions (pydantic 2.9) drop it and take a bool.
+    try:
+        pydantic_core.from_json('"a', allow_partial="trailing-strings")
+    except (TypeError, ValueError):
+        return True
+    return "trailing-strings"
+
+
+_PARTIAL_STRINGS: Any = _partial_mode()
 
 
 def _json_start(text: str) -> int:
