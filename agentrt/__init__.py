@@ -3,6 +3,7 @@
 from ._chain import AsyncChain
 from ._model import AsyncConversation, AsyncModel, get_async_model
 from ._response import AsyncResponse
+from ._retry import RetryPolicy
 from .callbacks import CallbackHandler, UsageTracker, track_usage
 from .errors import (
     AgentrtError,
@@ -51,6 +52,7 @@ __all__ = [
     "ProviderError",
     "RateLimitError",
     "Response",
+    "RetryPolicy",
     "SQLiteLogger",
     "ServerError",
     "StreamChunk",

@@ -1,26 +1,24 @@
-"""Where transport and HTTP failures become agentrt errors: the one mapping for all providers.
+"""Where transport failures become agentrt errors: the one mapping for all providers.
 
-:class:`ErrorMap` is what :meth:`HTTPProvider._map_errors` returns: an httpx error raised
-inside the block becomes the matching :class:`~agentrt.errors.ProviderError`, chained to the
-httpx error with its request (whose headers carry the API key) dropped. As httpx's
-``map_httpcore_exceptions`` does for httpcore.
+:class:`ErrorMap` is entered around every send and every read of a body by the HTTP
+driver (:mod:`agentrt.providers.http`): an httpx error raised inside the block becomes the
+matching :class:`~agentrt.errors.ProviderError`, chained to the httpx error with its
+request (whose headers carry the API key) dropped, as httpx's ``map_httpcore_exceptions``
+does for httpcore. Failed HTTP statuses are classified in one place too, by value:
+:func:`agentrt.providers._wire.error_for_status`. This module imports nothing from the
+providers' HTTP driver (no import cycle).
 """
 
 from __future__ import annotations
 
-import http
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import httpx
 
 from .errors import APIConnectionError, APITimeoutError, ProviderError
-
-if TYPE_CHECKING:
-    from ._http import HTTPProvider
+from .providers._wire import shorten, status_phrase
 
 __all__ = ["ErrorMap", "Progress", "shorten", "status_phrase"]
-
-_MAX_ERROR_TEXT = 500
 
 
 class Progress:
@@ -41,12 +39,26 @@ class ErrorMap:
 
     A class rather than ``@contextmanager``: it is entered two or three times per turn, and
     a generator-based one costs several times more.
+
+    Args:
+        provider: the provider's name, for the error.
+        base_url: where requests go, for "could not get a response from ...".
+        scrub: removes the API key from a text.
+        progress: given while a stream is read, so a broken stream says how much arrived.
     """
 
-    __slots__ = ("_progress", "_provider")
+    __slots__ = ("_base_url", "_progress", "_provider", "_scrub")
 
-    def __init__(self, provider: HTTPProvider, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        scrub: Callable[[str], str],
+        progress: Progress | None = None,
+    ) -> None:
         self._provider = provider
+        self._base_url = base_url
+        self._scrub = scrub
         self._progress = progress
 
     def __enter__(self) -> None:
@@ -60,24 +72,22 @@ class ErrorMap:
 
     def mapped(self, exc: httpx.HTTPError) -> ProviderError | None:
         """Return the agentrt error for an httpx failure, ``None`` if it is not mapped."""
-        provider, progress = self._provider, self._progress
-        if isinstance(exc, httpx.HTTPStatusError):
-            return provider._error_from_response(exc.response)
+        progress = self._progress
         if isinstance(exc, httpx.TimeoutException):
             where = f" {progress.describe()}" if progress and progress.bytes else ""
             return APITimeoutError(
                 f"the request timed out{where} ({type(exc).__name__}); raise timeout= "
                 "if the model needs longer",
-                provider=provider.name,
+                provider=self._provider,
             )
         if isinstance(exc, httpx.TransportError):
             if progress is not None:
                 what = f"the event stream broke {progress.describe()}"
             else:
-                what = f"could not get a response from {_origin(provider.base_url)}"
+                what = f"could not get a response from {_origin(self._base_url)}"
             return APIConnectionError(
-                f"{what}: {provider._scrub(str(exc)) or type(exc).__name__}",
-                provider=provider.name,
+                f"{what}: {self._scrub(str(exc)) or type(exc).__name__}",
+                provider=self._provider,
             )
         return None
 
@@ -93,20 +103,6 @@ def _detach(exc: httpx.HTTPError) -> httpx.HTTPError:
     if isinstance(response, httpx.Response):
         response._request = None
     return exc
-
-
-def shorten(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
-    """Collapse whitespace and cut ``text`` to ``limit`` characters (with an ellipsis)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def status_phrase(status: int) -> str:
-    """``"HTTP 404 Not Found"``, or ``"HTTP 599"`` for a status without a phrase."""
-    try:
-        return f"HTTP {status} {http.HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"HTTP {status}"
 
 
 def _origin(url: str) -> str:

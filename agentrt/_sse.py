@@ -1,7 +1,7 @@
 """An incremental Server-Sent Events parser, I/O-free.
 
 It follows the WHATWG HTML "event stream interpretation" rules exactly, so provider code can
-trust it with any byte boundaries a network produces. :mod:`agentrt._http` drives it.
+trust it with any byte boundaries a network produces. :mod:`agentrt.providers.http` drives it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ so they skip validation on the hot path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -97,6 +98,10 @@ class ToolResult(BaseModel):
     content: str
     is_error: bool = False
     duration: float = 0.0
+    #: JSON-able data for the application beside ``content`` (e.g. MCP structuredContent).
+    structured: Any = None
+    #: The exception class name when the call failed, e.g. ``"ValueError"``.
+    error_type: str | None = None
     #: The exception behind an error result; kept for callers, never serialised.
     error: BaseException | None = Field(default=None, exclude=True, repr=False)
 
@@ -142,12 +147,20 @@ class TurnRequest:
     messages: list[Message]
     system: str | None = None
     tools: list[ToolSpec] = field(default_factory=list)
-    #: Generation options passed through to the provider (temperature, max_tokens, ...).
+    #: Generation options passed through to the provider (temperature, max_tokens, ...);
+    #: ``extra_body`` (merged into the JSON body last) and ``extra_headers`` (added to the
+    #: request) are applied by the HTTP driver.
     options: dict[str, Any] = field(default_factory=dict)
-    #: Where a provider may keep what it derived from these messages (e.g. their JSON) for
-    #: the next turn: a chain passes the same dict on every turn, so it lives as long as
-    #: the chain. Providers key entries by the values they were made from.
-    wire_cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: An opaque object that lives as long as the chain (the chain passes the same one on
+    #: every turn): providers keep what they derived from its messages (their JSON)
+    #: under it, weakly referenced, so it goes with the chain. ``None``: nothing kept.
+    #: (A ``dict`` is accepted as the cache itself, as older chains pass.)
+    token: Any = field(default=None, repr=False, compare=False)
+    #: ``on_retry(attempt, error, delay)``: called by the HTTP layer before each retry
+    #: wait (set by the response when some handler defines ``on_retry``), or ``None``.
+    on_retry: Callable[[int, BaseException, float], None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 # --- events a provider yields for one turn -----------------------------------------------

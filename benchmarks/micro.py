@@ -296,16 +296,23 @@ async def pieces(k: int) -> list[Piece]:
     chain = model.chain(PROMPT, tools=[add])
     specs = chain._specs
     request = m.TurnRequest(history, None, specs, {})
-    body = provider.request_body(request, stream=True)
+    from agentrt.providers._wire import encode_body
+
+    body = provider.codec.plain_body(provider.model_name, request, stream=True)
     attempt(
         "chain construction (model.chain(...))",
         1 / (k + 1),
         lambda: model.chain(PROMPT, tools=[add]),
     )
     attempt(
-        "TurnRequest + request_body (K=3 history)",
+        "TurnRequest + request_body (K=3 history, a fresh chain cache)",
         1,
-        lambda: provider.request_body(m.TurnRequest(list(history), None, specs, {}), stream=True),
+        lambda: provider.codec.request_body(
+            provider.model_name,
+            m.TurnRequest(list(history), None, specs, {}),
+            stream=True,
+            cache={},
+        ),
     )
     attempt(
         "json.dumps(body)",
@@ -313,9 +320,12 @@ async def pieces(k: int) -> list[Piece]:
         lambda: json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
     )
     attempt(
-        "HTTPProvider._build_request (dumps + client.build_request)",
+        "HTTPProvider route + encode_body (the request the backend sends)",
         1,
-        lambda: provider._build_request("/chat/completions", body, None, sse=True),
+        lambda: (
+            provider._route("/chat/completions", None, None, sse=True),
+            encode_body(body),
+        ),
     )
     client: httpx.AsyncClient = provider.client
     url = httpx.URL(provider.base_url + "/chat/completions")
@@ -476,7 +486,7 @@ async def pieces(k: int) -> list[Piece]:
     )
 
     try:
-        from agentrt._threads import run_in_thread
+        from agentrt._backend import run_in_thread
     except ImportError as exc:
         out.append(("agentrt sync-tool hop", None, 0, f"skipped: {type(exc).__name__}: {exc}"))
     else:

@@ -26,6 +26,7 @@ CI-sized version of the same code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -406,8 +407,8 @@ async def _client(base_url: str, result: SoakResult) -> None:
         MODEL, base_url=base_url, api_key=API_KEY, max_retries=cfg.max_retries, timeout=30.0
     )
     provider: Any = model.provider
-    provider.retry_initial_delay = cfg.retry_delay
-    provider.retry_max_delay = cfg.retry_delay * 4
+    provider.retry = dataclasses.replace(provider.retry, initial_delay=cfg.retry_delay)
+    provider.retry = dataclasses.replace(provider.retry, max_delay=cfg.retry_delay * 4)
     try:
         warmup = cfg.warmup_chains()
         await _run_chains(model, warmup, result)

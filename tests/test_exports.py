@@ -23,6 +23,7 @@ EXPECTED = {
     "ProviderError",
     "RateLimitError",
     "Response",
+    "RetryPolicy",
     "ServerError",
     "StreamChunk",
     "Tool",

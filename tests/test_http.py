@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import aclosing
 from typing import Any, ClassVar
 
 import httpx
 import pytest
 from pydantic import SecretStr
-from tenacity import RetryCallState
 
-from agentrt._http import DEFAULT_LIMITS, HTTPProvider, SSEEvent, make_client
+import agentrt
+from agentrt._client import DEFAULT_LIMITS, make_client
+from agentrt._retry import retry_after_from_headers
+from agentrt._sse import SSEEvent
 from agentrt._transport import LeanTransport
 from agentrt.errors import (
     APIConnectionError,
@@ -28,29 +31,34 @@ from agentrt.errors import (
     RateLimitError,
     ServerError,
 )
-from agentrt.messages import StreamEvent, TurnRequest
+from agentrt.providers.http import HTTPProvider
+from agentrt.providers.openai import OpenAICodec
 from tools.fakeserver.script import Fault, Turn
 from tools.fakeserver.server import FakeServer
 
 KEY = "sk-TESTKEY-4f1b9c0e7d2a"
 
 
-class _Provider(HTTPProvider):
+class _Codec(OpenAICodec):
     name: ClassVar[str] = "test"
     env_key: ClassVar[str] = "AGENTRT_TEST_API_KEY"
     default_base_url: ClassVar[str] = "https://api.example.invalid/v1"
     env_base_url: ClassVar[str | None] = "AGENTRT_TEST_BASE_URL"
 
-    async def turn(self, request: TurnRequest, *, stream: bool) -> AsyncIterator[StreamEvent]:
-        raise NotImplementedError
-        yield
+
+class _HeaderKeyCodec(_Codec):
+    """Sends the key the way Gemini does, in a custom header."""
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-goog-api-key": key}
+
+
+class _Provider(HTTPProvider):
+    codec = _Codec()
 
 
 class _HeaderKeyProvider(_Provider):
-    """Sends the key the way Gemini does, in a custom header."""
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"x-goog-api-key": self.api_key.get_secret_value()}
+    codec = _HeaderKeyCodec()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +78,7 @@ def make(fake: FakeServer, cls: type[_Provider] = _Provider, **options: Any) -> 
     options.setdefault("api_key", KEY)
     options.setdefault("base_url", fake.openai_base_url)
     provider = cls("model-x", **options)
-    provider.retry_initial_delay = 0.01
+    provider.retry = dataclasses.replace(provider.retry, initial_delay=0.01)
     return provider
 
 
@@ -120,7 +128,7 @@ def test_key_is_secret_and_not_in_repr() -> None:
 
 
 def test_bad_options_rejected() -> None:
-    with pytest.raises(ValueError, match="max_retries"):
+    with pytest.raises(agentrt.UsageError, match="max_retries"):
         _Provider("m", api_key=KEY, max_retries=-1)
     with pytest.raises(TypeError, match="temperatur"):
         _Provider("m", api_key=KEY, temperatur=1)  # type: ignore[call-arg]
@@ -200,7 +208,9 @@ async def test_stopping_a_stream_early_releases_the_connection(fake: FakeServer)
 async def test_429_then_success_honours_retry_after_ms(fake: FakeServer, stream: bool) -> None:
     fake.push(Fault(status=429, headers={"retry-after-ms": "150"}))
     async with make(fake) as provider:
-        provider.retry_initial_delay = 5.0  # the backoff would be far longer than the header
+        provider.retry = dataclasses.replace(
+            provider.retry, initial_delay=5.0
+        )  # the backoff would be far longer than the header
         await post(provider, stream=stream)
     assert len(fake.requests) == 2
     gap = fake.requests[1].time - fake.requests[0].time
@@ -211,7 +221,7 @@ async def test_429_then_success_honours_retry_after_ms(fake: FakeServer, stream:
 async def test_503_honours_retry_after_seconds(fake: FakeServer) -> None:
     fake.push(Fault(status=503, headers={"retry-after": "0.2"}))
     async with make(fake) as provider:
-        provider.retry_initial_delay = 5.0
+        provider.retry = dataclasses.replace(provider.retry, initial_delay=5.0)
         await post(provider)
     gap = fake.requests[1].time - fake.requests[0].time
     assert 0.19 <= gap < 2.0
@@ -231,25 +241,20 @@ async def test_503_honours_retry_after_seconds(fake: FakeServer) -> None:
     ],
 )
 def test_retry_after_parsing(headers: dict[str, str], expected: float | None) -> None:
-    provider = _Provider("m", api_key=KEY)
-    assert provider.retry_after(httpx.Response(429, headers=headers)) == expected
+    assert retry_after_from_headers(httpx.Headers(headers), 60.0) == expected
 
 
 def test_retry_after_http_date() -> None:
-    provider = _Provider("m", api_key=KEY)
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
-    delay = provider.retry_after(httpx.Response(429, headers={"retry-after": when}))
+    delay = retry_after_from_headers(httpx.Headers({"retry-after": when}), 60.0)
     assert delay is not None
     assert 25 <= delay <= 31
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    provider = _Provider("m", api_key=KEY)
-    provider.retry_initial_delay, provider.retry_max_delay = 1.0, 4.0
+    policy = agentrt.RetryPolicy(initial_delay=1.0, max_delay=4.0)
     for attempt, base in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 4.0)]:
-        state = RetryCallState(None, None, (), {})
-        state.attempt_number = attempt
-        delays = {provider._wait(state) for _ in range(50)}
+        delays = {policy.backoff(attempt) for _ in range(50)}
         assert all(0.75 * base <= d <= base for d in delays)
         assert len(delays) > 1  # jittered
 
@@ -316,7 +321,7 @@ async def test_max_retries_zero_makes_one_attempt(fake: FakeServer) -> None:
 async def test_connection_refused_is_retried_then_mapped(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="agentrt.http")
     provider = _Provider("m", api_key=KEY, base_url=f"http://127.0.0.1:{free_port()}/v1")
-    provider.retry_initial_delay = 0.01
+    provider.retry = dataclasses.replace(provider.retry, initial_delay=0.01)
     async with provider:
         with pytest.raises(APIConnectionError, match="could not get a response") as info:
             await post(provider)
@@ -448,7 +453,7 @@ async def test_empty_error_body_uses_the_status_phrase(fake: FakeServer) -> None
     ],
 )
 def test_error_message_shapes(payload: Any, message: str) -> None:
-    assert _Provider("m", api_key=KEY).error_message(503, payload) == message
+    assert _Codec().error_message(503, payload) == message
 
 
 @pytest.mark.parametrize(
@@ -566,7 +571,8 @@ async def test_exception_chain_holds_no_request_with_the_key(
         response = getattr(error, "response", None)
         assert getattr(response, "_request", None) is None
         error = error.__cause__ or error.__context__
-    assert len(seen) >= 2  # the agentrt error is chained to the httpx failure
+    # the agentrt error is chained to the httpx failure (a failed status has none)
+    assert len(seen) >= 2 or info.value.status is not None
 
 
 @pytest.mark.anyio
@@ -586,3 +592,33 @@ async def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
     monkeypatch.delenv("HTTP_PROXY")
     async with make_client(5.0) as client:
         assert isinstance(client._transport, LeanTransport)
+
+
+# --- base_url is checked when the model is created (issue 10 point 18) --------------------
+
+
+@pytest.mark.parametrize("model_id", ["openai:gpt-test", "anthropic:claude-test", "gemini:g-test"])
+@pytest.mark.parametrize(
+    "base_url",
+    ["localhost:8000/v1", "api.openai.com/v1", "ftp://example.com/v1", "http://", "  ", ""],
+)
+def test_a_base_url_without_a_scheme_is_refused_at_creation(model_id: str, base_url: str) -> None:
+    with pytest.raises(agentrt.UsageError, match="base_url") as caught:
+        agentrt.get_async_model(model_id, api_key="sk-test", base_url=base_url)
+    message = str(caught.value)
+    assert "http://" in message and "e.g." in message and repr(base_url) in message
+
+
+def test_a_base_url_from_the_environment_is_checked_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "localhost:11434/v1")
+    with pytest.raises(agentrt.UsageError, match="OPENAI_BASE_URL"):
+        agentrt.get_async_model("openai:gpt-test", api_key="sk-test")
+
+
+def test_a_good_base_url_is_kept_without_its_trailing_slash() -> None:
+    model = agentrt.get_async_model(
+        "openai:gpt-test", api_key="sk-test", base_url="http://127.0.0.1:9/v1/"
+    )
+    assert model.provider.base_url == "http://127.0.0.1:9/v1"  # type: ignore[attr-defined]

@@ -903,7 +903,7 @@ def check_provider_formats(messages: list[Message]) -> None:
     ids = [c.id for m in messages for c in m.tool_calls]
 
     openai = agentrt.get_async_model("openai:m", api_key="sk-test").provider
-    body = openai.request_body(request, stream=True)  # type: ignore[attr-defined]
+    body = openai.codec.plain_body("m", request, stream=True)  # type: ignore[attr-defined]
     json.dumps(body, allow_nan=False)
     sent = body["messages"]
     assert [c["id"] for m in sent for c in m.get("tool_calls") or ()] == ids

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -21,12 +22,12 @@ import anyio
 
 from .._model import AsyncModel, get_async_model
 from ..callbacks import CallbackHandler
-from ..errors import AgentrtError
+from ..errors import AgentrtError, UsageError
 from ..logs import SQLiteLogger, default_logs_path
 from ..toolbox import HTTP_ALLOW_ENV, allowed_hosts_from_env, bundled_tool
 from ..toolbox.registry import ToolSettings
 from ..tools import collect_tools
-from .exit_codes import CLIError, ExitCode, exit_code_for
+from .exit_codes import CLIError, ExitCode, cli_message, exit_code_for
 from .functions import load_functions
 from .render import ChainDisplay, TextWriter, chain_record, usage_line
 
@@ -69,7 +70,7 @@ def gather_tools(names: list[str], functions: list[str]) -> list[Any]:
         tools.extend(load_functions(path))
     try:
         collect_tools(tools)
-    except (TypeError, ValueError) as exc:
+    except (UsageError, TypeError, ValueError) as exc:
         raise CLIError(f"cannot offer these tools: {exc}", ExitCode.USAGE) from exc
     return tools
 
@@ -149,11 +150,16 @@ class ChainRun:
             sys.stdout.flush()
         elif chain is not None and (chain.usage is not None or error is None):
             self.display.line(usage_line(chain.usage, len(chain.responses)))
+        if chain is not None and chain.truncated:
+            self.display.line(
+                "agentrt: warning: the answer was cut by the model's token limit "
+                "(finish reason 'length'); it is incomplete"
+            )
         if code == ExitCode.INTERRUPTED:
             logged = " and logged as cancelled" if self.logger is not None else ""
             self.display.line(f"agentrt: interrupted; the chain was stopped{logged}")
         elif error is not None:
-            self.display.line(f"agentrt: error: {error}")
+            self.display.line(f"agentrt: error: {cli_message(error)}")
         elif chain is not None and chain.status == "cancelled" and chain.error is not None:
             self.display.line(f"agentrt: the chain was cancelled: {chain.error}")
 
@@ -163,7 +169,7 @@ def _error_record(error: BaseException | None, code: ExitCode) -> dict[str, Any]
         return {"type": "KeyboardInterrupt", "message": "interrupted", "exit_code": int(code)}
     if error is None:
         return None
-    return {"type": type(error).__name__, "message": str(error), "exit_code": int(code)}
+    return {"type": type(error).__name__, "message": cli_message(error), "exit_code": int(code)}
 
 
 def run_chain(args: argparse.Namespace) -> int:
@@ -176,7 +182,11 @@ def run_chain(args: argparse.Namespace) -> int:
     prompt = read_prompt(args.prompt, sys.stdin)
     tools = gather_tools(args.tools, args.functions)
     model_id = args.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
-    model = get_async_model(model_id, stream=not args.no_stream)
+    model = get_async_model(model_id, base_url=args.base_url, stream=not args.no_stream)
+    # What the library logs (a truncated answer, a failed tool) the command line shows in
+    # its own words on stderr; without this, logging's last-resort handler would print
+    # the library's records too.
+    logging.getLogger("agentrt").addHandler(logging.NullHandler())
     logger = open_logger(args)
     run = ChainRun(args, model, prompt, tools, logger)
     code = ExitCode.OK

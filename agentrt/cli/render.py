@@ -1,7 +1,8 @@
 """What ``agentrt chain`` shows: the answer on stdout, the rest on stderr, or JSON.
 
-stdout carries only the answer, so ``agentrt chain ... > answer.txt`` captures exactly it;
-everything about the run goes to stderr, one short line per event.
+stdout carries only the model's text: every turn's text as it streams, each turn on its own
+line(s), so the last one is the final answer (``--json``'s ``text``); everything about the
+run goes to stderr, one short line per event.
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ def chain_record(
         "chain_id": chain.id,
         "model": chain.model,
         "status": chain.status,
-        "text": "".join(r.text_so_far for r in chain.responses),
+        "truncated": chain.truncated,
+        "text": chain.responses[-1].text_so_far if chain.responses else "",
         "turns": turns,
         "tool_calls": [c for turn in turns for c in turn["tool_calls"]],
         "usage": _usage(chain.usage),

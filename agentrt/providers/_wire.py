@@ -12,11 +12,211 @@ bounded amount of text and starts afresh when it is full.
 
 from __future__ import annotations
 
+import http
 import json
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Hashable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-__all__ = ["Encoded", "JSONCache", "dumps", "encode_body"]
+from .._sse import loads
+from ..errors import (
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+
+if TYPE_CHECKING:
+    from .._sse import SSEEvent
+    from ..messages import StreamEvent, TurnRequest
+
+__all__ = [
+    "OPTION_KEYS",
+    "STATUS_ERRORS",
+    "UNREADABLE",
+    "Codec",
+    "Decoder",
+    "Encoded",
+    "JSONCache",
+    "dumps",
+    "encode_body",
+    "error_for_status",
+    "error_message",
+    "event_json",
+    "generation_items",
+    "malformed",
+    "shorten",
+    "status_phrase",
+]
+
+#: Keys of ``TurnRequest.options`` the driver handles itself: never sent as options.
+OPTION_KEYS = frozenset({"extra_body", "extra_headers"})
+
+
+def generation_items(options: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The generation options of a request (``extra_body``/``extra_headers`` left out)."""
+    return [(k, v) for k, v in options.items() if k not in OPTION_KEYS]
+
+
+class Decoder(Protocol):
+    """Turns one streamed answer's SSE events into agentrt events (no I/O)."""
+
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        """The events of one SSE event; raises ``ProviderError`` for an error event."""
+        ...
+
+    def close(self) -> list[StreamEvent]:
+        """The closing events; raises ``APIConnectionError`` without the end marker."""
+        ...
+
+
+class Codec(Protocol):
+    """A vendor's wire format: JSON and events, never HTTP."""
+
+    name: ClassVar[str]
+    env_key: ClassVar[str]
+    default_base_url: ClassVar[str]
+    env_base_url: ClassVar[str | None]
+    generation_options: ClassVar[frozenset[str]]
+
+    def route(self, model_name: str, *, stream: bool) -> tuple[str, dict[str, str] | None]:
+        """The request path (after ``base_url``) and query parameters."""
+        ...
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """The headers that authenticate a request."""
+        ...
+
+    def request_body(
+        self, model_name: str, request: TurnRequest, *, stream: bool, cache: dict[Any, Any]
+    ) -> dict[str, Any]:
+        """The JSON body; ``cache`` lives as long as the chain (encodings to reuse)."""
+        ...
+
+    def decoder(self) -> Decoder:
+        """A new decoder for one streamed answer."""
+        ...
+
+    def events_from_body(self, payload: Any) -> list[StreamEvent]:
+        """The events of a whole (non-streamed) JSON answer."""
+        ...
+
+    def error_message(self, status: int, payload: Any) -> str:
+        """A readable message from an error body (JSON, or text)."""
+        ...
+
+    def request_id(self, headers: Mapping[str, str]) -> str | None:
+        """The provider's id of the request, from the response headers."""
+        ...
+
+    def retry_after(self, status: int, headers: Mapping[str, str], body: bytes) -> float | None:
+        """A wait the error body asks for (Gemini's ``RetryInfo``), or ``None``."""
+        ...
+
+
+#: Which exception an HTTP status (or an error event meaning it) is.
+STATUS_ERRORS: dict[int, type[ProviderError]] = {
+    401: AuthenticationError,
+    403: AuthenticationError,
+    408: APITimeoutError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    provider: str,
+    request_id: str | None = None,
+    body: str | None = None,
+    kind: type[ProviderError] | None = None,
+) -> ProviderError:
+    """The one builder of provider errors from a status: the one status classification.
+
+    401/403 are :class:`AuthenticationError`, 429 :class:`RateLimitError`, 408
+    :class:`APITimeoutError`, 5xx and 529 :class:`ServerError`, other 4xx
+    :class:`BadRequestError`, anything else :class:`ProviderError` (``kind`` overrides).
+    """
+    cls = kind or STATUS_ERRORS.get(status)
+    if cls is None:
+        if status >= 500:
+            cls = ServerError
+        elif status >= 400:
+            cls = BadRequestError
+        else:
+            cls = ProviderError
+    return cls(message, provider=provider, status=status, request_id=request_id, body=body)
+
+
+_MAX_ERROR_TEXT = 500
+
+
+def shorten(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
+    """Collapse whitespace and cut ``text`` to ``limit`` characters (with an ellipsis)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def status_phrase(status: int) -> str:
+    """``"HTTP 404 Not Found"``, or ``"HTTP 599"`` for a status without a phrase."""
+    try:
+        return f"HTTP {status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def error_message(status: int, payload: Any) -> str:
+    """A readable message from an error body, the shape most APIs use.
+
+    Understands ``{"error": {"message": ...}}``, ``{"error": "..."}``, ``{"message": ...}``,
+    a list holding one of those, and plain text (whitespace collapsed, truncated).
+    """
+    if isinstance(payload, list) and payload:
+        payload = payload[0]
+    if isinstance(payload, dict):
+        error = payload.get("error", payload)
+        if isinstance(error, str) and error:
+            return shorten(error)
+        if isinstance(error, dict):
+            message = error.get("message")
+            if isinstance(message, str) and message:
+                return shorten(message)
+        payload = json.dumps(payload, ensure_ascii=False)
+    if isinstance(payload, str) and payload.strip():
+        return shorten(payload)
+    return status_phrase(status)
+
+
+def event_json(data: str) -> dict[str, Any]:
+    """The JSON object of an SSE event's data; ``ValueError`` when it is not one."""
+    value = loads(data)
+    if not isinstance(value, dict):
+        raise ValueError(f"the event is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+#: What decoding an event or body of an unexpected shape raises (a pydantic
+#: ``ValidationError`` is a ``ValueError``): caught where events are decoded, never leaked.
+UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+
+
+def malformed(
+    provider: str, what: str, data: Any, cause: BaseException | None = None
+) -> ServerError:
+    """The error for a complete event or body that agentrt cannot interpret.
+
+    The one rule for every provider: the server answered, but with something that is not
+    what its API documents, so it is a :class:`~agentrt.errors.ServerError` (a stream that
+    ends early is an ``APIConnectionError`` instead). The start of the data is quoted.
+    """
+    text = data if isinstance(data, str) else repr(data)
+    reason = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+    return ServerError(
+        f"{what} could not be interpreted{reason}: {text[:200]!r}", provider=provider
+    )
+
 
 #: The encoding of every request body: compact, UTF-8 rather than ``\u`` escapes.
 dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

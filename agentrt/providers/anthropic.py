@@ -39,16 +39,12 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import aclosing
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-import anyio
-import httpx
-
-from .._http import HTTPProvider, SSEEvent
-from .._sse import loads
+from .._sse import SSEEvent
 from ..errors import APIConnectionError, ProviderError
 from ..messages import (
     FinishEvent,
@@ -62,12 +58,13 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ._wire import Encoded, dumps, error_for_status, error_message, event_json, generation_items
 
 __all__ = [
     "ANTHROPIC_VERSION",
     "DEFAULT_MAX_TOKENS",
-    "AnthropicProvider",
-    "StreamParser",
+    "AnthropicCodec",
+    "AnthropicDecoder",
     "build_request_body",
     "events_from_message",
     "normalise_stop_reason",
@@ -80,8 +77,6 @@ ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 MESSAGES_PATH = "/v1/messages"
 PROVIDER = "anthropic"
-#: How long to keep reading a stream after its ``error`` event before giving up on it.
-_DRAIN_SECONDS = 2.0
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -108,9 +103,6 @@ _ERROR_STATUS: dict[str, int] = {
 
 #: Option names agentrt accepts that the Messages API spells differently.
 _OPTION_NAMES = {"stop": "stop_sequences"}
-
-#: Builds the exception for a stream ``error`` event: (status, message, request id, body).
-ErrorFactory = Callable[[int, str, "str | None", str], ProviderError]
 
 #: Content blocks rebuilt from a plain ``Message``; any other type needs verbatim replay.
 _PLAIN_BLOCKS = frozenset({"text", "tool_use"})
@@ -142,13 +134,16 @@ def status_for_error_type(error_type: str | None) -> int:
 # --- request ------------------------------------------------------------------------------
 
 
-def build_request_body(model: str, request: TurnRequest, *, stream: bool) -> dict[str, Any]:
+def build_request_body(
+    model: str, request: TurnRequest, *, stream: bool, cache: dict[Any, Any] | None = None
+) -> dict[str, Any]:
     """Build the JSON body of ``POST /v1/messages``.
 
     Args:
         model: the model name (without the ``anthropic:`` prefix).
         request: the conversation, tools and options of this turn.
         stream: ask for server-sent events.
+        cache: lives as long as the chain: the tool declarations' JSON is kept there.
 
     Returns:
         The request body. ``max_tokens`` defaults to :data:`DEFAULT_MAX_TOKENS`; option
@@ -174,13 +169,8 @@ def build_request_body(model: str, request: TurnRequest, *, stream: bool) -> dic
         body["system"] = "\n\n".join(system_parts)
     body["messages"] = messages
     if request.tools:
-        body["tools"] = [
-            {"name": t.name, "description": t.description, "input_schema": t.parameters}
-            if t.description
-            else {"name": t.name, "input_schema": t.parameters}
-            for t in request.tools
-        ]
-    for key, value in request.options.items():
+        body["tools"] = _tools(request, cache)
+    for key, value in generation_items(request.options):
         if value is None:
             continue
         if key == "stop" and isinstance(value, str):
@@ -189,6 +179,24 @@ def build_request_body(model: str, request: TurnRequest, *, stream: bool) -> dic
     if stream:
         body["stream"] = True
     return body
+
+
+def _tools(request: TurnRequest, cache: dict[Any, Any] | None) -> Any:
+    tools = [
+        {"name": t.name, "description": t.description, "input_schema": t.parameters}
+        if t.description
+        else {"name": t.name, "input_schema": t.parameters}
+        for t in request.tools
+    ]
+    if cache is None:
+        return tools
+    # Encoded once per chain while the declarations are equal (a schema may be edited).
+    entry = cache.get("anthropic tools")
+    if entry is not None and entry[0] == tools:
+        return entry[1]
+    encoded = Encoded(dumps(tools))
+    cache["anthropic tools"] = (json.loads(encoded.text), encoded)
+    return encoded
 
 
 def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
@@ -331,20 +339,15 @@ class _Block:
         self.parts = []
 
 
-class StreamParser:
+class AnthropicDecoder:
     """Turn the SSE events of one streamed message into agentrt events.
 
-    Feed each event's decoded JSON to :meth:`feed`; call :meth:`close` when the stream
-    ends. The parser holds no I/O and raises the mapped exception for an ``error`` event.
-
-    Args:
-        error_factory: builds the exception for an ``error`` event from
-            ``(status, message, request_id, body)``; the provider passes its
-            ``error_from_status``. Without one a plain :class:`ProviderError` is raised.
+    :meth:`feed` takes each SSE event (:meth:`feed_data` its decoded JSON); :meth:`close`
+    checks the stream ended with ``message_stop``. No I/O; an ``error`` event raises the
+    exception of its status (``overloaded_error`` is a 529 ``ServerError``, ...).
     """
 
-    def __init__(self, error_factory: ErrorFactory | None = None) -> None:
-        self._error_factory = error_factory
+    def __init__(self) -> None:
         self._blocks: dict[int, _Block] = {}
         self._usage: dict[str, Any] | None = None
         self._stop_reason: str | None = None
@@ -352,8 +355,12 @@ class StreamParser:
         self._text_chars = 0
         self.done = False
 
-    def feed(self, data: dict[str, Any], event: str | None = None) -> list[StreamEvent]:
-        """Consume one SSE event and return the agentrt events it produces.
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        """Consume one SSE event and return the agentrt events it produces."""
+        return self.feed_data(event_json(event.data), event.event)
+
+    def feed_data(self, data: dict[str, Any], event: str | None = None) -> list[StreamEvent]:
+        """Consume one SSE event's decoded JSON and return the agentrt events it produces.
 
         Args:
             data: the event's decoded ``data`` JSON.
@@ -387,8 +394,8 @@ class StreamParser:
             raise self._error(data)
         return []  # ping, and event types added after this was written
 
-    def close(self) -> None:
-        """Check that the stream ended properly.
+    def close(self) -> list[StreamEvent]:
+        """Check that the stream ended properly (its events came with ``message_stop``).
 
         Raises:
             APIConnectionError: the stream ended before ``message_stop``.
@@ -400,6 +407,7 @@ class StreamParser:
                 f"{self._tool_calls} tool call(s))",
                 provider=PROVIDER,
             )
+        return []
 
     def _start(self, data: dict[str, Any]) -> list[StreamEvent]:
         content = dict(data.get("content_block") or {})
@@ -472,100 +480,79 @@ class StreamParser:
         status = status_for_error_type(error.get("type"))
         message = str(error.get("message") or error.get("type") or "error event in stream")
         request_id = data.get("request_id")
-        body = json.dumps(data)
-        if self._error_factory is not None:
-            return self._error_factory(status, message, request_id, body)
-        return ProviderError(message, provider=PROVIDER, status=status, request_id=request_id)
+        return error_for_status(
+            status, message, provider=PROVIDER, request_id=request_id, body=json.dumps(data)
+        )
 
 
-async def _drain(events: AsyncIterator[SSEEvent]) -> None:
-    """Read what follows an ``error`` event (normally nothing) so the response ends cleanly.
+class AnthropicCodec:
+    """Claude models through the Messages API: the ``anthropic:<model>`` codec.
 
-    The error event is the last one a stream carries. Reading to the end lets httpx finish
-    the response, so the connection goes back to the pool and no half-read generator is
-    left to the garbage collector (which trio reports as a ``ResourceWarning``). A server
-    that keeps sending is cut off after :data:`_DRAIN_SECONDS`.
-    """
-    with anyio.move_on_after(_DRAIN_SECONDS):
-        try:
-            async for _ in events:
-                pass
-        except ProviderError:
-            pass  # the error event is what the caller hears about
-
-
-# --- provider -----------------------------------------------------------------------------
-
-
-class AnthropicProvider(HTTPProvider):
-    """Claude models through the Messages API.
-
-    Options are those of :class:`~agentrt._http.HTTPProvider`: ``api_key`` (default
-    ``ANTHROPIC_API_KEY``), ``base_url`` (as the official SDK takes it, default
-    ``https://api.anthropic.com``; ``/v1/messages`` is appended), ``timeout``,
-    ``max_retries``, ``http_client``, ``limits``.
+    ``base_url`` is taken as the official SDK takes it (default
+    ``https://api.anthropic.com``, or ``ANTHROPIC_BASE_URL``); ``/v1/messages`` is appended.
     """
 
     name: ClassVar[str] = PROVIDER
     env_key: ClassVar[str] = "ANTHROPIC_API_KEY"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     env_base_url: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
-
-    def auth_headers(self) -> dict[str, str]:
-        """Return the key and version headers every request carries."""
-        return {
-            "x-api-key": self.api_key.get_secret_value(),
-            "anthropic-version": ANTHROPIC_VERSION,
+    generation_options: ClassVar[frozenset[str]] = frozenset(
+        {
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "top_k",
+            "stop",
+            "stop_sequences",
+            "metadata",
+            "tool_choice",
+            "thinking",
+            "service_tier",
         }
+    )
 
-    def request_id(self, response: httpx.Response) -> str | None:
-        """Return Anthropic's id of this request (header ``request-id``)."""
-        headers = response.headers
-        request_id: str | None = headers.get("request-id") or headers.get("x-request-id")
-        return request_id
+    def route(self, model_name: str, *, stream: bool) -> tuple[str, dict[str, str] | None]:
+        """Streamed or not, ``/v1/messages``."""
+        return MESSAGES_PATH, None
 
-    async def turn(self, request: TurnRequest, *, stream: bool) -> AsyncIterator[StreamEvent]:
-        """Run one Messages API call and yield its events.
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """The key and version headers every request carries."""
+        return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
 
-        Args:
-            request: the conversation, tools and options.
-            stream: use server-sent events; ``False`` yields events that assemble into
-                the identical result.
+    def request_id(self, headers: Mapping[str, str]) -> str | None:
+        """Anthropic's id of the request (header ``request-id``)."""
+        return headers.get("request-id") or headers.get("x-request-id")
 
-        Raises:
-            ProviderError: the matching subclass for HTTP errors, ``error`` events inside
-                the stream and broken streams.
-        """
-        body = build_request_body(self.model_name, request, stream=stream)
-        if not stream:
-            for event in events_from_message(await self.post_json(MESSAGES_PATH, body)):
-                yield event
-            return
-        parser = StreamParser(self._stream_error)
-        # aclosing: whatever ends this generator closes the HTTP response at once.
-        async with aclosing(self.post_sse(MESSAGES_PATH, body)) as sse_events:
-            async for sse in sse_events:
-                try:
-                    data = loads(sse.data)
-                except ValueError as exc:
-                    raise APIConnectionError(
-                        self._scrub(
-                            f"the stream sent an event that is not JSON: {sse.data[:200]!r}"
-                        ),
-                        provider=PROVIDER,
-                    ) from exc
-                if not isinstance(data, dict):
-                    continue
-                try:
-                    events = parser.feed(data, sse.event)
-                except ProviderError:
-                    await _drain(sse_events)
-                    raise
-                for event in events:
-                    yield event
-        parser.close()
+    def error_message(self, status: int, payload: Any) -> str:
+        """``error.message`` of the body, or its text."""
+        return error_message(status, payload)
 
-    def _stream_error(
-        self, status: int, message: str, request_id: str | None, body: str
-    ) -> ProviderError:
-        return self.error_from_status(status, message, request_id=request_id, body=body)
+    def retry_after(self, status: int, headers: Mapping[str, str], body: bytes) -> float | None:
+        """Only the headers say how long to wait."""
+        return None
+
+    def request_body(
+        self, model_name: str, request: TurnRequest, *, stream: bool, cache: dict[Any, Any]
+    ) -> dict[str, Any]:
+        """The Messages API body (see :func:`build_request_body`)."""
+        return build_request_body(model_name, request, stream=stream, cache=cache)
+
+    def decoder(self) -> AnthropicDecoder:
+        """A decoder of one streamed message."""
+        return AnthropicDecoder()
+
+    def events_from_body(self, payload: Any) -> list[StreamEvent]:
+        """The events of a whole ``message`` object (or the error it reports)."""
+        if not isinstance(payload, dict):
+            raise TypeError(f"the answer is a JSON {type(payload).__name__}, not an object")
+        if payload.get("type") == "error":
+            AnthropicDecoder().feed_data(payload, "error")  # raises the error
+        return events_from_message(payload)
+
+
+def __getattr__(name: str) -> Any:
+    # The provider registry (agentrt.providers.PROVIDERS) names this module for
+    # "anthropic:"; the provider class is the codec under the HTTP driver, defined there.
+    if name == "AnthropicProvider":
+        return getattr(importlib.import_module("agentrt.providers.http"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,18 +35,15 @@ The API key travels only in the ``x-goog-api-key`` header, never in the URL.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-import httpx
-
-from .._http import HTTPProvider
-from .._sse import loads
-from ..errors import APIConnectionError, BadRequestError, ServerError
+from .._sse import SSEEvent
+from ..errors import APIConnectionError, BadRequestError
 from ..messages import (
     FinishEvent,
     FinishReason,
@@ -59,10 +56,12 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ._wire import Encoded, dumps, error_for_status, error_message, event_json, generation_items
 
 __all__ = [
     "PROVIDER_DATA_KEY",
-    "GeminiProvider",
+    "GeminiCodec",
+    "GeminiDecoder",
     "TurnAssembler",
     "build_request_body",
     "normalise_finish",
@@ -104,7 +103,7 @@ def _camel(name: str) -> str:
     return head + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
-def _generation_config(options: dict[str, Any]) -> dict[str, Any]:
+def _generation_config(options: Mapping[str, Any]) -> dict[str, Any]:
     """Map agentrt generation options onto Gemini's ``generationConfig``.
 
     ``max_tokens`` becomes ``maxOutputTokens`` and ``stop`` (a string or a list)
@@ -113,7 +112,7 @@ def _generation_config(options: dict[str, Any]) -> dict[str, Any]:
     left out.
     """
     config: dict[str, Any] = {}
-    for name, value in options.items():
+    for name, value in generation_items(options):
         if value is None:
             continue
         field = _OPTION_FIELDS.get(name) or _camel(name)
@@ -166,7 +165,7 @@ def _function_response(
     return {"functionResponse": response}
 
 
-def build_request_body(request: TurnRequest) -> dict[str, Any]:
+def build_request_body(request: TurnRequest, cache: dict[Any, Any] | None = None) -> dict[str, Any]:
     """Translate one agentrt turn request into a ``GenerateContentRequest`` body.
 
     ``request.system`` and every ``system`` message go to ``systemInstruction``; ``user``
@@ -176,6 +175,7 @@ def build_request_body(request: TurnRequest) -> dict[str, Any]:
 
     Args:
         request: the conversation, tools and generation options.
+        cache: lives as long as the chain: the tool declarations' JSON is kept there.
 
     Returns:
         The JSON body for ``generateContent`` / ``streamGenerateContent``.
@@ -223,7 +223,17 @@ def build_request_body(request: TurnRequest) -> dict[str, Any]:
             _function_declaration(spec.name, spec.description, spec.parameters)
             for spec in request.tools
         ]
-        body["tools"] = [{"functionDeclarations": declarations}]
+        tools: Any = [{"functionDeclarations": declarations}]
+        if cache is not None:
+            # Encoded once per chain while the declarations are equal.
+            entry = cache.get("gemini tools")
+            if entry is not None and entry[0] == tools:
+                tools = entry[1]
+            else:
+                encoded = Encoded(dumps(tools))
+                cache["gemini tools"] = (tools, encoded)
+                tools = encoded
+        body["tools"] = tools
     config = _generation_config(request.options)
     if config:
         body["generationConfig"] = config
@@ -379,11 +389,57 @@ def retry_delay(payload: Any) -> float | None:
     return None
 
 
-# --- provider ------------------------------------------------------------------------------
+class GeminiDecoder:
+    """The events of one streamed answer, from its ``GenerateContentResponse`` events."""
+
+    __slots__ = ("_assembler", "_received")
+
+    def __init__(self) -> None:
+        self._assembler = TurnAssembler()
+        self._received = 0
+
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        """The events of one SSE event (an error object raises its error)."""
+        if not event.data.strip():
+            return []
+        self._received += 1
+        payload = event_json(event.data)
+        _raise_for_error_object(payload)
+        return list(self._assembler.feed(payload))
+
+    def close(self) -> list[StreamEvent]:
+        """The closing events; the last chunk must have carried a ``finishReason``."""
+        if self._assembler.raw_finish is None:
+            # Gemini's last chunk always carries finishReason: without it the stream was
+            # cut (e.g. a connection closed early) and the answer is incomplete.
+            raise APIConnectionError(
+                f"the stream ended after {self._received} chunk(s) without a finishReason; "
+                "the answer is incomplete",
+                provider="gemini",
+            )
+        return list(self._assembler.finish())
 
 
-class GeminiProvider(HTTPProvider):
-    """The Gemini API (Google AI Studio keys), over ``generateContent``.
+def _raise_for_error_object(payload: dict[str, Any]) -> None:
+    error = payload.get("error")
+    if error is None:
+        return
+    code = error.get("code") if isinstance(error, dict) else None
+    status = code if isinstance(code, int) and code >= 400 else 500
+    raise error_for_status(
+        status, _error_message(status, payload), provider="gemini", body=json.dumps(payload)
+    )
+
+
+def _error_message(status: int, payload: Any) -> str:
+    message = error_message(status, payload)
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = error.get("status") if isinstance(error, dict) else None
+    return f"{message} ({code})" if isinstance(code, str) and code else message
+
+
+class GeminiCodec:
+    """The Gemini API (Google AI Studio keys), over ``generateContent``: the codec.
 
     ``base_url`` is taken as python-genai takes it: ``https://generativelanguage.googleapis.com``
     (or ``GOOGLE_GEMINI_BASE_URL``); ``/v1beta/models/<name>:generateContent`` is appended.
@@ -393,94 +449,84 @@ class GeminiProvider(HTTPProvider):
     env_key: ClassVar[str] = "GEMINI_API_KEY"
     default_base_url: ClassVar[str] = "https://generativelanguage.googleapis.com"
     env_base_url: ClassVar[str | None] = "GOOGLE_GEMINI_BASE_URL"
+    generation_options: ClassVar[frozenset[str]] = frozenset(
+        {
+            "temperature",
+            "max_tokens",
+            "max_output_tokens",
+            "top_p",
+            "top_k",
+            "stop",
+            "stop_sequences",
+            "seed",
+            "candidate_count",
+            "presence_penalty",
+            "frequency_penalty",
+            "response_mime_type",
+            "response_schema",
+            "response_json_schema",
+            "response_logprobs",
+            "logprobs",
+            "thinking_config",
+            "media_resolution",
+            "response_modalities",
+            "speech_config",
+        }
+    )
 
-    def auth_headers(self) -> dict[str, str]:
-        """Send the key in ``x-goog-api-key``, never in the URL."""
-        return {"x-goog-api-key": self.api_key.get_secret_value()}
+    def route(self, model_name: str, *, stream: bool) -> tuple[str, dict[str, str] | None]:
+        """``/v1beta/models/<name>:generateContent``, or the SSE stream endpoint."""
+        model = model_name if "/" in model_name else f"models/{model_name}"
+        if stream:
+            return f"/v1beta/{model}:streamGenerateContent", {"alt": "sse"}
+        return f"/v1beta/{model}:generateContent", None
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """The key in ``x-goog-api-key``, never in the URL."""
+        return {"x-goog-api-key": key}
+
+    def request_id(self, headers: Mapping[str, str]) -> str | None:
+        """``x-request-id`` (or ``request-id``) when a server sends one."""
+        return headers.get("x-request-id") or headers.get("request-id")
 
     def error_message(self, status: int, payload: Any) -> str:
-        """Read ``error.message`` of a Google error body, followed by ``error.status``."""
-        message = super().error_message(status, payload)
-        error = payload.get("error") if isinstance(payload, dict) else None
-        code = error.get("status") if isinstance(error, dict) else None
-        return f"{message} ({code})" if isinstance(code, str) and code else message
+        """``error.message`` of a Google error body, followed by ``error.status``."""
+        return _error_message(status, payload)
 
-    def retry_after(self, response: httpx.Response) -> float | None:
-        """Honour ``RetryInfo.retryDelay`` from the error body, else the headers."""
+    def retry_after(self, status: int, headers: Mapping[str, str], body: bytes) -> float | None:
+        """``RetryInfo.retryDelay`` from the error body (else the headers decide)."""
         try:
-            payload = response.json()
-        except (httpx.ResponseNotRead, ValueError):
-            payload = None
-        delay = retry_delay(payload)
-        if delay is None:
-            return super().retry_after(response)
-        return min(delay, self.max_retry_after)
+            payload = json.loads(body)
+        except ValueError:
+            return None
+        return retry_delay(payload)
 
-    def _path(self, method: str) -> str:
-        model = self.model_name if "/" in self.model_name else f"models/{self.model_name}"
-        return f"/v1beta/{model}:{method}"
+    def request_body(
+        self, model_name: str, request: TurnRequest, *, stream: bool, cache: dict[Any, Any]
+    ) -> dict[str, Any]:
+        """The ``GenerateContentRequest`` body (see :func:`build_request_body`)."""
+        return build_request_body(request, cache)
 
-    async def turn(self, request: TurnRequest, *, stream: bool) -> AsyncIterator[StreamEvent]:
-        """Run one Gemini call and yield its events.
+    def decoder(self) -> GeminiDecoder:
+        """A decoder of one streamed answer."""
+        return GeminiDecoder()
 
-        Raises:
-            ProviderError: any HTTP or transport failure, an error object inside the
-                stream, or a blocked prompt (``BadRequestError``).
-        """
-        body = build_request_body(request)
+    def events_from_body(self, payload: Any) -> list[StreamEvent]:
+        """The events of a whole answer: one response object, or a JSON array of them."""
         assembler = TurnAssembler()
-        if stream:
-            events = self.post_sse(self._path("streamGenerateContent"), body, params={"alt": "sse"})
-            # Closed deterministically when we stop early (an error object, a blocked
-            # prompt), so the response is released at once on every backend.
-            received = 0
-            async with aclosing(events):
-                async for event in events:
-                    if not event.data.strip():
-                        continue
-                    received += 1
-                    for item in assembler.feed(self._decode(event.data)):
-                        yield item
-            if assembler.raw_finish is None:
-                # Gemini's last chunk always carries finishReason: without it the stream
-                # was cut (e.g. a connection closed early) and the answer is incomplete.
-                raise APIConnectionError(
-                    f"the stream ended after {received} chunk(s) without a finishReason; "
-                    "the answer is incomplete",
-                    provider=self.name,
-                )
-        else:
-            payload = await self.post_json(self._path("generateContent"), body)
-            self._raise_for_error_object(payload)
-            for item in assembler.feed(payload):
-                yield item
-        for item in assembler.finish():
-            yield item
+        items: list[StreamEvent] = []
+        for response in payload if isinstance(payload, list) else [payload]:
+            if not isinstance(response, dict):
+                raise TypeError(f"the answer holds a JSON {type(response).__name__}")
+            _raise_for_error_object(response)
+            items += assembler.feed(response)
+        items += assembler.finish()
+        return items
 
-    def _decode(self, data: str) -> dict[str, Any]:
-        try:
-            payload = loads(data)
-        except ValueError as exc:
-            raise ServerError(
-                self._scrub(f"Gemini sent a stream event that is not JSON: {data[:200]!r}"),
-                provider=self.name,
-                body=self._scrub(data),
-            ) from exc
-        if not isinstance(payload, dict):
-            raise ServerError(
-                self._scrub(f"Gemini sent a stream event that is not an object: {data[:200]!r}"),
-                provider=self.name,
-                body=self._scrub(data),
-            )
-        self._raise_for_error_object(payload)
-        return payload
 
-    def _raise_for_error_object(self, payload: dict[str, Any]) -> None:
-        error = payload.get("error")
-        if error is None:
-            return
-        code = error.get("code") if isinstance(error, dict) else None
-        status = code if isinstance(code, int) and code >= 400 else 500
-        raise self.error_from_status(
-            status, self.error_message(status, payload), body=json.dumps(payload)
-        )
+def __getattr__(name: str) -> Any:
+    # The provider registry (agentrt.providers.PROVIDERS) names this module for
+    # "gemini:"; the provider class is the codec under the HTTP driver, defined there.
+    if name == "GeminiProvider":
+        return getattr(importlib.import_module("agentrt.providers.http"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

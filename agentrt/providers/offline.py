@@ -4,9 +4,11 @@ It is not a language model. Its rules, which the README documents:
 
 - The request offers tools and the conversation has no tool results since the last user
   message: it calls every tool once, all in one turn. Arguments come from the first JSON
-  object in the last user message (keys that match a tool's parameters), and the rest is
-  built from the schema: the default, else the first enum value, else ``1`` for numbers,
-  ``"example"`` for strings, ``true``, ``[]`` or ``{}``.
+  object in the last user message (keys that match a tool's parameters); when it holds
+  none, the numbers in the message fill the tool's number parameters in order ("What is
+  2+3?" calls ``add(a=2, b=3)``). The rest is built from the schema: the default, else the
+  first enum value, else ``1`` for numbers, ``"example"`` for strings, ``true``, ``[]`` or
+  ``{}``.
 - The conversation ends with tool results: it answers with a summary of each call and
   its result.
 - Otherwise it answers by quoting the last user message.
@@ -97,8 +99,13 @@ def decide(request: TurnRequest) -> tuple[str, list[tuple[str, str]]]:
     if messages and messages[-1].role == "tool":
         return _summary(messages), []
     if request.tools:
-        given = _json_object(_last_user_text(messages))
-        return "", [(t.name, json.dumps(_arguments(t, given))) for t in request.tools]
+        text = _last_user_text(messages)
+        given = _json_object(text)
+        numbers = [] if given else _NUMBER.findall(text)
+        return "", [
+            (t.name, json.dumps(_arguments(t, given or _numbered(t, numbers))))
+            for t in request.tools
+        ]
     prompt = _last_user_text(messages).strip()
     if not prompt:
         return "The offline model received no prompt.", []
@@ -126,6 +133,27 @@ def _json_object(text: str) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
     return {}
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def _numbered(spec: ToolSpec, numbers: list[str]) -> dict[str, Any]:
+    """The numbers of the prompt, in order, for the tool's number parameters."""
+    properties: dict[str, Any] = spec.parameters.get("properties", {})
+    args: dict[str, Any] = {}
+    pending = iter(numbers)
+    for name, schema in properties.items():
+        kind = schema.get("type")
+        if kind not in ("integer", "number"):
+            continue
+        number = next(pending, None)
+        if number is None:
+            break
+        value = float(number)
+        # A fraction for an integer parameter stays a fraction: validation tells the model.
+        args[name] = int(value) if value.is_integer() else value
+    return args
 
 
 def _arguments(spec: ToolSpec, given: dict[str, Any]) -> dict[str, Any]:

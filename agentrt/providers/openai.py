@@ -10,23 +10,30 @@ Wire notes that shape this module:
   ``function.arguments``. Compatible servers may send a whole call in one fragment or
   repeat ``id``/``name`` on every fragment; both are forwarded once per call.
 * An error after HTTP 200 arrives as a data event whose JSON has an ``error`` object.
+* ``content`` (of a message, or of a streamed delta) is a string, or, from some compatible
+  servers (Mistral's reasoning models), a list of parts: ``{"type": "text", "text": ...}``
+  parts are the answer; every other part (``thinking``, ``reference``, ...) is kept in the
+  assistant message's ``provider_data["openai"]["content_parts"]``, never shown as text.
+  Reasoning sent as a ``reasoning_content`` string (DeepSeek, vLLM) is kept there too.
+* An event or body of a shape agentrt cannot interpret raises ``ServerError`` quoting it
+  (:func:`agentrt.providers._wire.malformed`).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .._http import HTTPProvider
-from .._sse import loads
-from ..errors import APIConnectionError, ProviderError, ServerError
+from .._sse import SSEEvent
+from ..errors import APIConnectionError, ProviderError
 from ..messages import (
     FinishEvent,
     FinishReason,
     Message,
+    ProviderDataEvent,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -35,9 +42,9 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
-from ._wire import Encoded, JSONCache, dumps
+from ._wire import Encoded, dumps, error_for_status, error_message, event_json, generation_items
 
-__all__ = ["OpenAIProvider"]
+__all__ = ["OpenAICodec", "OpenAIDecoder"]
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -64,8 +71,8 @@ _ERROR_STATUS = {
 }
 
 
-class OpenAIProvider(HTTPProvider):
-    """The ``openai:<model>`` provider: Chat Completions at ``{base_url}/chat/completions``.
+class OpenAICodec:
+    """Chat Completions at ``{base_url}/chat/completions``: the ``openai:<model>`` codec.
 
     Set ``base_url`` (or ``OPENAI_BASE_URL``) to use any OpenAI-compatible server.
     """
@@ -74,72 +81,89 @@ class OpenAIProvider(HTTPProvider):
     env_key: ClassVar[str] = "OPENAI_API_KEY"
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     env_base_url: ClassVar[str | None] = "OPENAI_BASE_URL"
+    generation_options: ClassVar[frozenset[str]] = frozenset(
+        {
+            "temperature",
+            "max_tokens",
+            "max_completion_tokens",
+            "top_p",
+            "stop",
+            "seed",
+            "frequency_penalty",
+            "presence_penalty",
+            "logit_bias",
+            "logprobs",
+            "top_logprobs",
+            "n",
+            "response_format",
+            "tool_choice",
+            "parallel_tool_calls",
+            "user",
+            "reasoning_effort",
+            "service_tier",
+            "metadata",
+            "store",
+            "stream_options",
+            "modalities",
+            "prediction",
+            "verbosity",
+            "audio",
+            "web_search_options",
+            "prompt_cache_key",
+            "safety_identifier",
+        }
+    )
 
     #: Ask for the usage chunk when streaming (``stream_options.include_usage``).
     stream_usage: bool = True
 
-    async def turn(self, request: TurnRequest, *, stream: bool) -> AsyncIterator[StreamEvent]:
-        """Run one Chat Completions call and yield its normalised events.
+    def route(self, model_name: str, *, stream: bool) -> tuple[str, dict[str, str] | None]:
+        """Streamed or not, one endpoint."""
+        return _PATH, None
 
-        Raises:
-            ProviderError: the mapped HTTP, transport or in-stream failure.
-        """
-        body = self._wire_body(request, stream=stream)
-        if not stream:
-            for event in self._events_from_completion(await self.post_json(_PATH, body)):
-                yield event
-            return
-        state = _StreamState()
-        async with aclosing(self.post_sse(_PATH, body)) as events:
-            async for sse in events:
-                data = sse.data
-                if data.startswith("[DONE]"):
-                    # Read on to the end of the body (normally nothing more) so the
-                    # connection goes back to the pool instead of being closed.
-                    state.done = True
-                    continue
-                if state.done:
-                    continue
-                chunk = _loads(data, state.chunks, self._scrub)
-                for event in self._events_from_chunk(chunk, state):
-                    yield event
-                state.chunks += 1
-        if not (state.done or state.finished):
-            raise APIConnectionError(
-                f"the stream ended after {state.chunks} chunk(s) without a finish reason "
-                "or [DONE]; the answer is incomplete",
-                provider=self.name,
-            )
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """A bearer token."""
+        return {"authorization": f"Bearer {key}"}
 
-    def request_body(self, request: TurnRequest, *, stream: bool) -> dict[str, Any]:
-        """Translate a turn request into a Chat Completions request body."""
+    def request_id(self, headers: Mapping[str, str]) -> str | None:
+        """``x-request-id`` (or ``request-id``)."""
+        return headers.get("x-request-id") or headers.get("request-id")
+
+    def error_message(self, status: int, payload: Any) -> str:
+        """``error.message`` of the body, or its text."""
+        return error_message(status, payload)
+
+    def retry_after(self, status: int, headers: Mapping[str, str], body: bytes) -> float | None:
+        """Only the headers say how long to wait."""
+        return None
+
+    def request_body(
+        self, model_name: str, request: TurnRequest, *, stream: bool, cache: dict[Any, Any]
+    ) -> dict[str, Any]:
+        """The Chat Completions body, messages and tools as JSON cached per chain."""
+        parts = [_message_json(cache, m) for m in request.messages]
+        if request.system:
+            parts.insert(0, dumps({"role": "system", "content": request.system}))
+        messages = Encoded(f"[{','.join(parts)}]")
+        tools = Encoded(_tools_json(cache, request.tools)) if request.tools else None
+        return self._body(model_name, request, messages, tools, stream=stream)
+
+    def plain_body(self, model_name: str, request: TurnRequest, *, stream: bool) -> dict[str, Any]:
+        """The same body as plain JSON values (no cached encodings): for tests and tools."""
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
         messages.extend(_message(m) for m in request.messages)
         tools = [_tool(spec) for spec in request.tools] if request.tools else None
-        return self._body(request, messages, tools, stream=stream)
-
-    def _wire_body(self, request: TurnRequest, *, stream: bool) -> dict[str, Any]:
-        """Return :meth:`request_body` with the messages and tools as cached JSON text."""
-        if type(self).request_body is not OpenAIProvider.request_body:
-            return self.request_body(request, stream=stream)  # a subclass shapes the body
-        # Messages: cached per chain (they die with it); the tool list: per provider.
-        cache = request.wire_cache
-        parts = [_message_json(cache, m) for m in request.messages]
-        if request.system:
-            parts.insert(0, dumps({"role": "system", "content": request.system}))
-        messages = Encoded(f"[{','.join(parts)}]")
-        tools = Encoded(_tools_json(self._json_cache, request.tools)) if request.tools else None
-        return self._body(request, messages, tools, stream=stream)
+        return self._body(model_name, request, messages, tools, stream=stream)
 
     def _body(
-        self, request: TurnRequest, messages: Any, tools: Any, *, stream: bool
+        self, model_name: str, request: TurnRequest, messages: Any, tools: Any, *, stream: bool
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model_name, "messages": messages}
+        body: dict[str, Any] = {"model": model_name, "messages": messages}
         if tools is not None:
             body["tools"] = tools
-        body.update(request.options)
+        body.update(generation_items(request.options))
         if stream:
             body["stream"] = True
             if self.stream_usage:
@@ -149,20 +173,29 @@ class OpenAIProvider(HTTPProvider):
             body.pop("stream_options", None)
         return body
 
-    # --- responses -------------------------------------------------------------------------
+    def decoder(self) -> OpenAIDecoder:
+        """A decoder of one streamed answer."""
+        return OpenAIDecoder()
 
-    def _events_from_completion(self, payload: dict[str, Any]) -> list[StreamEvent]:
+    def events_from_body(self, payload: Any) -> list[StreamEvent]:
+        """The events of a whole ``chat.completion`` object."""
+        if not isinstance(payload, dict):
+            raise TypeError(f"the answer is a JSON {type(payload).__name__}, not an object")
         error = payload.get("error")
         if error:
-            raise self._error_from_body(error)
+            raise _error_from_body(error)
         events: list[StreamEvent] = []
         choices = payload.get("choices") or []
         if choices:
             choice = choices[0]
             message = choice.get("message") or {}
-            text = message.get("content") or message.get("refusal")
+            kept: dict[str, Any] = {}
+            text = _content(message.get("content"), kept) or _string(message.get("refusal"))
+            _keep_reasoning(message, kept)
             if text:
                 events.append(TextDelta(text))
+            if kept:
+                events.append(_kept_event(kept))
             for index, call in enumerate(message.get("tool_calls") or ()):
                 function = call.get("function") or {}
                 events.append(
@@ -179,58 +212,15 @@ class OpenAIProvider(HTTPProvider):
             events.append(UsageEvent(usage))
         return events
 
-    def _events_from_chunk(self, chunk: dict[str, Any], state: _StreamState) -> list[StreamEvent]:
-        error = chunk.get("error")
-        if error:
-            raise self._error_from_body(error)
-        events: list[StreamEvent] = []
-        for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue  # only one choice is requested; ignore any others
-            delta = choice.get("delta") or _EMPTY
-            text = delta.get("content") or delta.get("refusal")
-            if text:
-                events.append(TextDelta(text))
-            calls = delta.get("tool_calls")
-            if calls:
-                events.extend([state.tool_delta(call) for call in calls])
-            reason = choice.get("finish_reason")
-            if reason:
-                state.finished = True
-                events.append(_finish(reason))
-        usage = chunk.get("usage")
-        if usage is not None:
-            parsed = _usage(usage)
-            if parsed is not None:
-                events.append(UsageEvent(parsed))
-        return events
 
-    def _error_from_body(self, error: Any) -> ProviderError:
-        """Map an ``error`` object found in a 200 response or a stream event."""
-        status = 500
-        message = "the provider reported an error during the response"
-        if isinstance(error, dict):
-            code = error.get("code")
-            if isinstance(code, int) and 400 <= code < 600:
-                status = code
-            else:
-                kind = error.get("type") if error.get("type") in _ERROR_STATUS else code
-                status = _ERROR_STATUS.get(kind, 500) if isinstance(kind, str) else 500
-            if isinstance(error.get("message"), str) and error["message"]:
-                message = error["message"]
-        elif isinstance(error, str) and error:
-            message = error
-        return self.error_from_status(status, message, body=json.dumps(error)[:2000])
+class OpenAIDecoder:
+    """The events of one streamed answer, from its ``chat.completion.chunk`` events.
 
+    ``feed`` takes each SSE event; ``close`` checks that the answer ended (a finish reason
+    or ``[DONE]``) and yields what is kept for the message's ``provider_data``.
+    """
 
-_PATH = "/chat/completions"
-_EMPTY: dict[str, Any] = {}
-
-
-class _StreamState:
-    """Per-turn bookkeeping while reading a stream."""
-
-    __slots__ = ("_by_id", "_named", "chunks", "done", "finished")
+    __slots__ = ("_by_id", "_named", "chunks", "done", "finished", "kept")
 
     def __init__(self) -> None:
         self.chunks = 0
@@ -238,8 +228,58 @@ class _StreamState:
         self.finished = False
         self._named: set[int] = set()  # indices whose id and name were already forwarded
         self._by_id: dict[str, int] = {}  # for servers that omit ``index``
+        #: Non-text content parts and reasoning text, for the message's provider_data.
+        self.kept: dict[str, Any] = {}
 
-    def tool_delta(self, call: dict[str, Any]) -> ToolCallDelta:
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        """The events of one SSE event (a chunk, or ``[DONE]``)."""
+        data = event.data
+        if self.done:
+            return []
+        if data.startswith("[DONE]"):
+            # Read on to the end of the body (normally nothing more) so the connection
+            # goes back to the pool instead of being closed.
+            self.done = True
+            return []
+        chunk = event_json(data)
+        error = chunk.get("error")
+        if error:
+            raise _error_from_body(error)
+        events: list[StreamEvent] = []
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue  # only one choice is requested; ignore any others
+            delta = choice.get("delta") or _EMPTY
+            text = _content(delta.get("content"), self.kept) or _string(delta.get("refusal"))
+            _keep_reasoning(delta, self.kept)
+            if text:
+                events.append(TextDelta(text))
+            calls = delta.get("tool_calls")
+            if calls:
+                events.extend([self._tool_delta(call) for call in calls])
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finished = True
+                events.append(_finish(reason))
+        usage = chunk.get("usage")
+        if usage is not None:
+            parsed = _usage(usage)
+            if parsed is not None:
+                events.append(UsageEvent(parsed))
+        self.chunks += 1
+        return events
+
+    def close(self) -> list[StreamEvent]:
+        """Check that the answer ended; return what is kept for ``provider_data``."""
+        if not (self.done or self.finished):
+            raise APIConnectionError(
+                f"the stream ended after {self.chunks} chunk(s) without a finish reason "
+                "or [DONE]; the answer is incomplete",
+                provider="openai",
+            )
+        return [_kept_event(self.kept)] if self.kept else []
+
+    def _tool_delta(self, call: dict[str, Any]) -> ToolCallDelta:
         function = call.get("function") or {}
         call_id = call.get("id") or None
         index = call.get("index")
@@ -259,6 +299,36 @@ class _StreamState:
         return ToolCallDelta(index, call_id, name, _arguments(function.get("arguments")))
 
 
+def _error_from_body(error: Any) -> ProviderError:
+    """Map an ``error`` object found in a 200 response or a stream event."""
+    status = 500
+    message = "the provider reported an error during the response"
+    if isinstance(error, dict):
+        code = error.get("code")
+        if isinstance(code, int) and 400 <= code < 600:
+            status = code
+        else:
+            kind = error.get("type") if error.get("type") in _ERROR_STATUS else code
+            status = _ERROR_STATUS.get(kind, 500) if isinstance(kind, str) else 500
+        if isinstance(error.get("message"), str) and error["message"]:
+            message = error["message"]
+    elif isinstance(error, str) and error:
+        message = error
+    return error_for_status(status, message, provider="openai", body=json.dumps(error)[:2000])
+
+
+def __getattr__(name: str) -> Any:
+    # The provider registry (agentrt.providers.PROVIDERS) names this module for
+    # "openai:"; the provider class is the codec under the HTTP driver, defined there.
+    if name == "OpenAIProvider":
+        return getattr(importlib.import_module("agentrt.providers.http"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_PATH = "/chat/completions"
+_EMPTY: dict[str, Any] = {}
+
+
 def _message_json(cache: dict[Any, Any], message: Message) -> str:
     """The JSON of ``_message(message)``, from the cache when it was encoded before."""
     key: tuple[Any, ...] = (message.role, message.content, message.tool_call_id)
@@ -273,7 +343,7 @@ def _message_json(cache: dict[Any, Any], message: Message) -> str:
     return text
 
 
-def _tools_json(cache: JSONCache, specs: list[ToolSpec]) -> str:
+def _tools_json(cache: dict[Any, Any], specs: list[ToolSpec]) -> str:
     """The JSON of the ``tools`` array, from the cache while the schemas are unchanged."""
     key = ("tools", *[(spec.name, spec.description, id(spec.parameters)) for spec in specs])
     schemas = [spec.parameters for spec in specs]
@@ -282,9 +352,8 @@ def _tools_json(cache: JSONCache, specs: list[ToolSpec]) -> str:
         text: str = entry[0]
         return text
     text = dumps([_tool(spec) for spec in specs])
-    if entry is None:
-        # The entry keeps the schemas alive, so the ids in its key stay theirs.
-        cache.put(key, text, (text, copy.deepcopy(schemas), schemas))
+    # The entry keeps the schemas alive, so the ids in its key stay theirs.
+    cache[key] = (text, copy.deepcopy(schemas), schemas)
     return text
 
 
@@ -322,6 +391,40 @@ def _message(message: Message) -> dict[str, Any]:
     return {"role": role, "content": message.content}
 
 
+def _string(value: Any) -> str:
+    """A text field: a string, or absent; anything else is not understood."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _content(value: Any, kept: dict[str, Any]) -> str:
+    """The answer text of a ``content`` value; other parts of a list go to ``kept``."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if not isinstance(value, list):
+        raise TypeError(f"content is of type {type(value).__name__}, not a string or a list")
+    texts: list[str] = []
+    for part in value:
+        if not isinstance(part, dict):
+            raise TypeError(f"a content part is of type {type(part).__name__}, not an object")
+        if part.get("type") == "text":
+            texts.append(_string(part.get("text")))
+        else:
+            kept.setdefault("content_parts", []).append(part)
+    return "".join(texts)
+
+
+def _keep_reasoning(message: dict[str, Any], kept: dict[str, Any]) -> None:
+    reasoning = _string(message.get("reasoning_content"))
+    if reasoning:
+        kept["reasoning_content"] = kept.get("reasoning_content", "") + reasoning
+
+
+def _kept_event(kept: dict[str, Any]) -> ProviderDataEvent:
+    return ProviderDataEvent({"openai": kept})
+
+
 def _arguments(value: Any) -> str:
     if value is None:
         return ""
@@ -343,16 +446,3 @@ def _usage(usage: Any) -> Usage | None:
     completion = usage.get("completion_tokens") or 0
     total = usage.get("total_tokens")
     return Usage.of(prompt, completion, total if isinstance(total, int) else None)
-
-
-def _loads(data: str, index: int, scrub: Callable[[str], str]) -> dict[str, Any]:
-    try:
-        value = loads(data)
-    except ValueError as exc:
-        # The bad chunk is quoted, with the key scrubbed in case the server echoed it.
-        raise ServerError(
-            scrub(f"stream chunk {index} is not valid JSON: {data[:200]!r}"), provider="openai"
-        ) from exc
-    if not isinstance(value, dict):
-        raise ServerError(f"stream chunk {index} is not a JSON object", provider="openai")
-    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -30,11 +31,8 @@ from agentrt.messages import (
     TurnRequest,
     Usage,
 )
-from agentrt.providers.anthropic import (
-    ANTHROPIC_VERSION,
-    DEFAULT_MAX_TOKENS,
-    AnthropicProvider,
-)
+from agentrt.providers.anthropic import ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS
+from agentrt.providers.http import AnthropicProvider
 from tools.fakeserver.script import Fault, ScriptedToolCall, Turn
 
 KEY = "sk-ant-test-0123456789-secret"
@@ -48,8 +46,8 @@ async def anthropic(server: Any, **options: Any) -> AsyncIterator[AnthropicProvi
     options.setdefault("api_key", KEY)
     provider = AnthropicProvider("claude-x", base_url=server.anthropic_base_url, **options)
     # Keep failed-attempt backoff short; Retry-After tests set their own values.
-    provider.retry_initial_delay = 0.01
-    provider.retry_max_delay = 0.02
+    provider.retry = dataclasses.replace(provider.retry, initial_delay=0.01)
+    provider.retry = dataclasses.replace(provider.retry, max_delay=0.02)
     try:
         yield provider
     finally:
@@ -466,7 +464,7 @@ async def test_full_chain_with_sync_async_and_dual_tools(fake_server: Any, strea
         )
         text = await chain.text()
 
-    assert text == "Working on it. The answer is 42."
+    assert text == " The answer is 42."  # the final answer: the last turn's text
     assert sorted(ran) == ["add", "add", "shout", "weather:async"]
     assert len(chain.responses) == 3
     assert [r.finish_reason for r in chain.responses] == ["tool_calls", "tool_calls", "stop"]

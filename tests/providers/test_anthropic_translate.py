@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from _anthropic_events import assemble, request
 
-from agentrt.errors import APIConnectionError, ServerError
+from agentrt.errors import APIConnectionError, ProviderError, ServerError
 from agentrt.messages import (
     Message,
     StreamEvent,
@@ -20,7 +20,7 @@ from agentrt.messages import (
 )
 from agentrt.providers.anthropic import (
     DEFAULT_MAX_TOKENS,
-    StreamParser,
+    AnthropicDecoder,
     build_request_body,
     events_from_message,
     normalise_stop_reason,
@@ -39,10 +39,10 @@ def sse_events(turn: Turn) -> list[tuple[str, dict[str, Any]]]:
 
 
 def parse_all(items: list[tuple[str, dict[str, Any]]]) -> list[StreamEvent]:
-    parser = StreamParser()
+    parser = AnthropicDecoder()
     events: list[StreamEvent] = []
     for name, data in items:
-        events.extend(parser.feed(data, name))
+        events.extend(parser.feed_data(data, name))
     parser.close()
     return events
 
@@ -204,14 +204,10 @@ def test_parser_error_event_maps_type_to_status() -> None:
         "api_error",
         "invalid_request_error",
     ):
-        parser = StreamParser(
-            lambda status, message, request_id, body: ServerError(
-                message, status=status, request_id=request_id, body=body
-            )
-        )
-        parser.feed({"type": "message_start", "message": {}})
-        with pytest.raises(ServerError) as info:
-            parser.feed(
+        parser = AnthropicDecoder()
+        parser.feed_data({"type": "message_start", "message": {}})
+        with pytest.raises(ProviderError) as info:
+            parser.feed_data(
                 {
                     "type": "error",
                     "error": {"type": error_type, "message": "nope"},
@@ -222,6 +218,7 @@ def test_parser_error_event_maps_type_to_status() -> None:
         assert info.value.message == "nope"
         assert info.value.request_id == "req_9"
         statuses[error_type] = info.value.status
+        assert isinstance(info.value, ServerError) == (info.value.status >= 500)
     assert statuses == {
         "overloaded_error": 529,
         "rate_limit_error": 429,
@@ -232,9 +229,9 @@ def test_parser_error_event_maps_type_to_status() -> None:
 
 def test_parser_stream_without_message_stop_is_a_connection_error() -> None:
     items = sse_events(Turn(text="abcdefgh", text_chunk_chars=2))
-    parser = StreamParser()
+    parser = AnthropicDecoder()
     for name, data in items[:-3]:  # cut before message_delta
-        parser.feed(data, name)
+        parser.feed_data(data, name)
     with pytest.raises(APIConnectionError, match=r"before message_stop.*8 characters"):
         parser.close()
 

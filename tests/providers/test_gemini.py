@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -24,7 +25,8 @@ from agentrt.errors import (
     ServerError,
 )
 from agentrt.messages import Message, StreamEvent, TurnRequest, Usage
-from agentrt.providers.gemini import PROVIDER_DATA_KEY, GeminiProvider
+from agentrt.providers.gemini import PROVIDER_DATA_KEY
+from agentrt.providers.http import GeminiProvider
 from tools.fakeserver import gemini_wire
 from tools.fakeserver.script import Fault, ScriptedToolCall, Turn
 
@@ -37,7 +39,9 @@ async def gemini(server: Any, **options: Any) -> AsyncIterator[GeminiProvider]:
     options.setdefault("api_key", KEY)
     options.setdefault("base_url", server.gemini_base_url)
     provider = GeminiProvider(MODEL, **options)
-    provider.retry_initial_delay = 0.01  # keep backoff short; Retry tests set it explicitly
+    provider.retry = dataclasses.replace(
+        provider.retry, initial_delay=0.01
+    )  # keep backoff short; Retry tests set it explicitly
     try:
         yield provider
     finally:
@@ -181,7 +185,9 @@ async def test_blocked_prompt_raises_bad_request(fake_server: Any, stream: bool)
 async def test_429_then_success_honours_retry_info(fake_server: Any) -> None:
     fake_server.push(gemini_wire.rate_limit_fault("0.3s"), Turn(text="finally"))
     async with gemini(fake_server) as provider:
-        provider.retry_initial_delay = 30.0  # the backoff would blow the bound below
+        provider.retry = dataclasses.replace(
+            provider.retry, initial_delay=30.0
+        )  # the backoff would blow the bound below
         started = time.monotonic()
         result = assemble(await run(provider))
         elapsed = time.monotonic() - started
@@ -196,7 +202,7 @@ async def test_429_then_success_honours_retry_info(fake_server: Any) -> None:
 async def test_retry_info_delay_is_capped(fake_server: Any) -> None:
     fake_server.push(gemini_wire.rate_limit_fault("3600s"), Turn(text="ok"))
     async with gemini(fake_server) as provider:
-        provider.max_retry_after = 0.05
+        provider.retry = dataclasses.replace(provider.retry, max_retry_after=0.05)
         started = time.monotonic()
         result = assemble(await run(provider, stream=False))
     assert result.text == "ok"
@@ -284,7 +290,7 @@ async def test_stream_event_that_is_not_json(fake_server: Any) -> None:
         provider = GeminiProvider(MODEL, api_key=KEY, http_client=client)
         _, error = await run_until_error(provider)
     assert isinstance(error, ServerError)
-    assert "not JSON" in error.message
+    assert "could not be interpreted" in error.message
     assert KEY not in str(error)
     assert KEY not in (error.body or "")
 
@@ -452,7 +458,7 @@ async def test_multi_turn_chain_with_sync_async_and_dual_tools(
         chain = model.chain("do things", system="Use tools.", tools=[add, shout, city])
         text = await chain.text()
 
-    assert text == "Working on it.All done: 5, HEY, Oslo, 10."
+    assert text == "All done: 5, HEY, Oslo, 10."  # the final answer: the last turn's text
     assert sorted(calls) == ["add:sync", "add:sync", "city:async", "shout:async"]
     assert [r.finish_reason for r in chain.responses] == ["tool_calls", "tool_calls", "stop"]
     assert [r.raw_finish_reason for r in chain.responses] == ["STOP", "STOP", "STOP"]

@@ -19,7 +19,7 @@ import pytest
 import trustme
 from anyio.streams.tls import TLSListener
 
-from agentrt._conn import HIGH_WATER
+from agentrt._backend import HIGH_WATER
 from agentrt._transport import LeanTransport
 
 pytestmark = pytest.mark.anyio

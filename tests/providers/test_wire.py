@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
 import pytest
 
 from agentrt.messages import Message, ToolCall, ToolSpec, TurnRequest
-from agentrt.providers._wire import Encoded, JSONCache, encode_body
-from agentrt.providers.openai import OpenAIProvider
+from agentrt.providers._wire import Encoded, encode_body
+from agentrt.providers.anthropic import AnthropicCodec, build_request_body
+from agentrt.providers.gemini import GeminiCodec
+from agentrt.providers.gemini import build_request_body as gemini_body
+from agentrt.providers.http import AnthropicProvider, GeminiProvider, OpenAIProvider
+from agentrt.providers.openai import OpenAICodec
+from tools.fakeserver.script import Turn
+from tools.fakeserver.server import FakeServer
+
+PROVIDERS = {"openai": OpenAIProvider, "anthropic": AnthropicProvider, "gemini": GeminiProvider}
 
 
 def schema() -> dict[str, Any]:
     return {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
 
 
-def provider() -> OpenAIProvider:
-    return OpenAIProvider("gpt-test", api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+def provider() -> OpenAICodec:
+    return OpenAICodec()
 
 
-def fresh(p: OpenAIProvider, request: TurnRequest, stream: bool) -> bytes:
-    body = p.request_body(request, stream=stream)
+def fresh(p: OpenAICodec, request: TurnRequest, stream: bool) -> bytes:
+    body = p.plain_body("gpt-test", request, stream=stream)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def assert_same(p: OpenAIProvider, request: TurnRequest) -> None:
+def assert_same(p: OpenAICodec, request: TurnRequest, cache: dict[Any, Any] | None = None) -> None:
+    cache = {} if cache is None else cache
     for stream in (True, False):
-        assert encode_body(p._wire_body(request, stream=stream)) == fresh(p, request, stream)
+        body = p.request_body("gpt-test", request, stream=stream, cache=cache)
+        assert encode_body(body) == fresh(p, request, stream)
 
 
 def history(turns: int) -> list[Message]:
@@ -43,11 +54,10 @@ def test_a_growing_history_encodes_as_afresh() -> None:
     p = provider()
     spec = ToolSpec("add", "Add.", schema())
     messages = history(0)
-    chain_cache: dict[Any, Any] = {}  # what a chain passes on every turn
+    chain_cache: dict[Any, Any] = {}  # what the driver keeps under the chain's token
     for turn in range(4):
         request = TurnRequest(list(messages), "Be brief.", [spec], {"temperature": 0.1})
-        request.wire_cache = chain_cache
-        assert_same(p, request)
+        assert_same(p, request, chain_cache)
         messages.extend(history(turn + 1)[-2:])
     assert chain_cache.get(("user", messages[0].content, None)) is not None  # it was cached
 
@@ -57,19 +67,20 @@ def test_edited_messages_and_schemas_are_encoded_again() -> None:
     spec = ToolSpec("add", "Add.", schema())
     messages = history(2)
     request = TurnRequest(messages, None, [spec])
-    assert_same(p, request)
+    cache: dict[Any, Any] = {}
+    assert_same(p, request, cache)
     messages[0].content = "changed"
     messages[1].tool_calls[0].raw_arguments = '{"a":99}'
-    assert_same(p, request)
+    assert_same(p, request, cache)
     messages[1].tool_calls.append(ToolCall(id="x", name="add", arguments={}, raw_arguments="{}"))
     messages[2].tool_call_id = "other"
     spec.parameters["properties"]["b"] = {"type": "string"}
-    assert_same(p, request)
+    assert_same(p, request, cache)
     messages[1].tool_calls[0].raw_arguments = ""  # arguments are then encoded from the dict
     messages[1].tool_calls[0].arguments = {"a": 1}
-    assert_same(p, request)
+    assert_same(p, request, cache)
     messages[1].tool_calls[0].arguments["a"] = 2
-    assert_same(p, request)
+    assert_same(p, request, cache)
 
 
 @pytest.mark.parametrize(
@@ -87,24 +98,64 @@ def test_options_that_replace_parts(options: dict[str, Any]) -> None:
     assert_same(p, TurnRequest(history(1), None, [], options))
 
 
-def test_a_full_cache_starts_afresh() -> None:
-    p = provider()
-    p._json_cache = JSONCache(limit=100)
-    messages = history(5)
-    for _ in range(3):
-        assert_same(p, TurnRequest(messages, None, [ToolSpec("add", "Add.", schema())]))
-    assert p._json_cache._size <= 100 or len(p._json_cache._entries) == 1
+def test_the_cache_lives_under_the_chains_token_and_goes_with_it() -> None:
+    model = OpenAIProvider("gpt-test", api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+
+    class Token:
+        pass
+
+    token = Token()
+    request = TurnRequest(history(2), None, [ToolSpec("add", "Add.", schema())], {}, token)
+    cache = model._cache(request)
+    model.codec.request_body("gpt-test", request, stream=True, cache=cache)
+    assert cache and model._cache(request) is cache  # the same on the next turn
+    del token, request
+    gc.collect()
+    assert len(model._caches) == 0  # nothing of a finished chain is kept
 
 
-def test_a_subclass_request_body_is_used() -> None:
-    class Custom(OpenAIProvider):
-        def request_body(self, request: TurnRequest, *, stream: bool) -> dict[str, Any]:
-            return {**super().request_body(request, stream=stream), "user": "me"}
-
-    body = Custom("m", api_key="k", base_url="http://127.0.0.1:9/v1")._wire_body(
-        TurnRequest(history(1)), stream=True
+@pytest.mark.parametrize("codec", [AnthropicCodec(), GeminiCodec()], ids=["anthropic", "gemini"])
+def test_anthropic_and_gemini_bodies_from_the_cache_are_the_fresh_ones(codec: Any) -> None:
+    spec = ToolSpec("add", "Add.", schema())
+    cache: dict[Any, Any] = {}
+    for turns in range(3):
+        request = TurnRequest(history(turns), "sys", [spec], {"temperature": 0.2})
+        if isinstance(codec, AnthropicCodec):
+            plain = build_request_body("m", request, stream=True)
+        else:
+            plain = gemini_body(request)
+        cached = codec.request_body("m", request, stream=True, cache=cache)
+        assert json.loads(encode_body(cached)) == plain
+    spec.parameters["properties"]["b"] = {"type": "string"}  # edited in place: encoded again
+    request = TurnRequest(history(1), "sys", [spec])
+    assert "b" in json.dumps(
+        json.loads(encode_body(codec.request_body("m", request, stream=True, cache=cache)))
     )
-    assert body["user"] == "me" and isinstance(body["messages"], list)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("target", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_extra_body_is_merged_last_and_extra_headers_are_sent(
+    fake_server: FakeServer, target: str, stream: bool
+) -> None:
+    fake_server.push(Turn(text="ok"))
+    base_url = getattr(fake_server, f"{target}_base_url")
+    provider = PROVIDERS[target]("m-test", api_key="sk-test", base_url=base_url)
+    options = {
+        "temperature": 0.5,
+        "extra_body": {"temperature": 0.0, "vendor_flag": {"x": 1}},
+        "extra_headers": {"X-Trace": "abc", "User-Agent": "mine/1"},
+    }
+    async with provider:
+        request = TurnRequest([Message(role="user", content="hi")], options=options)
+        assert [e async for e in provider.turn(request, stream=stream)]
+    (sent,) = fake_server.requests
+    assert sent.json["vendor_flag"] == {"x": 1}
+    assert "extra_body" not in sent.json and "extra_headers" not in sent.json
+    if target != "gemini":  # Gemini's temperature sits in generationConfig
+        assert sent.json["temperature"] == 0.0  # extra_body is merged last
+    assert sent.headers["x-trace"] == "abc" and sent.headers["user-agent"] == "mine/1"
 
 
 def test_encode_body_splices_encoded_values() -> None:

@@ -13,6 +13,7 @@ Leak checks look at three things after a scenario:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import socket
@@ -60,8 +61,8 @@ class Target:
             options.setdefault("base_url", self.base_url(server))
         model = agentrt.get_async_model(self.model_id, **options)
         provider: Any = model.provider
-        provider.retry_initial_delay = 0.001
-        provider.retry_max_delay = 0.005
+        provider.retry = dataclasses.replace(provider.retry, initial_delay=0.001)
+        provider.retry = dataclasses.replace(provider.retry, max_delay=0.005)
         return model
 
     def sse(self, turn: Turn) -> list[bytes]:
@@ -169,7 +170,7 @@ _IDLE_WAITS = {
     ("trio/_core/_io_epoll.py", "get_events"),
     ("anyio/_backends/_asyncio.py", "run"),
     ("concurrent/futures/thread.py", "_worker"),
-    ("agentrt/_threads.py", "_work"),
+    ("agentrt/_backend/threads.py", "_work"),
 }
 _WAIT_MACHINERY = ("/threading.py", "/queue.py")
 

@@ -8,13 +8,21 @@ leaked: no request in flight, no busy or orphaned connection, no extra task or t
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import random
 import re
 from typing import Any
 
 import pytest
-from _faultkit import TARGETS, Target, closed_port, exchanges, run_checked
+from _faultkit import (
+    TARGETS,
+    Target,
+    closed_port,
+    exchanges,
+    run_checked,
+)
 
 import agentrt
 from agentrt import AsyncModel
@@ -55,7 +63,7 @@ async def test_429_with_retry_after_is_retried(
 
     model = target.model(fake_server, stream=stream)
     provider: Any = model.provider
-    provider.retry_initial_delay = provider.retry_max_delay = 8.0
+    provider.retry = dataclasses.replace(provider.retry, initial_delay=8.0, max_delay=8.0)
     await run_checked(fake_server, model, scenario)
 
 
@@ -69,7 +77,7 @@ async def test_retry_after_is_capped(fake_server: FakeServer, target: Target) ->
 
     model = target.model(fake_server)
     provider: Any = model.provider
-    provider.max_retry_after = 0.05
+    provider.retry = dataclasses.replace(provider.retry, max_retry_after=0.05)
     await run_checked(fake_server, model, scenario)
 
 
@@ -136,6 +144,52 @@ async def test_max_retries_zero_disables_retries(fake_server: FakeServer, target
         with pytest.raises(ServerError):
             await model.chain("hi").text()
         assert len(fake_server.requests) == 1
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
+
+
+@targets
+@modes
+@pytest.mark.parametrize("max_retries", [0, 1])
+async def test_a_request_lost_on_a_reused_connection_counts_as_an_attempt(
+    fake_server: FakeServer, target: Target, stream: bool, max_retries: int
+) -> None:
+    """Issue 10 point 4: it was resent on a fresh connection outside ``max_retries``.
+
+    The second request goes out on the first one's keep-alive connection; the server reads
+    it and closes the connection without answering. The request was written, so sending
+    it again is a retry: with ``max_retries=0`` the server sees exactly one POST.
+    """
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Turn(text="first"), Fault(close_without_answer=True))
+        if max_retries:
+            fake_server.push(Turn(text="again"))
+        assert await model.chain("one", stream=stream).text() == "first"
+        before = len(fake_server.requests)
+        if max_retries == 0:
+            with pytest.raises(APIConnectionError, match="disconnected"):
+                await model.chain("two", stream=stream).text()
+            assert len(fake_server.requests) - before == 1
+        else:
+            assert await model.chain("two", stream=stream).text() == "again"
+            assert len(fake_server.requests) - before == 2
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=max_retries), scenario)
+
+
+@targets
+@modes
+async def test_an_idle_connection_the_server_closed_is_replaced_for_free(
+    fake_server: FakeServer, target: Target, stream: bool
+) -> None:
+    """Nothing of the request was written on it, so a fresh connection costs no retry."""
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Turn(text="first"), Turn(text="second"))
+        assert await model.chain("one", stream=stream).text() == "first"
+        assert fake_server.drop_idle_connections() == 1
+        assert await model.chain("two", stream=stream).text() == "second"
 
     await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
 
@@ -379,3 +433,136 @@ async def test_ten_megabyte_tool_output_is_capped(
         assert content == result.content
 
     await run_checked(fake_server, target.model(fake_server), scenario)
+
+
+MALFORMED_RESPONSES = {
+    "length-abc": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Content-Length: abc\r\n\r\n{}",
+    "length-negative": b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
+    "length-conflict": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    "status-line": b"HTTP/1.1 OK 200\r\nContent-Length: 2\r\n\r\n{}",
+    "not-http": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "header-line": b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    "chunk-size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "chunk-end": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n",
+    "encoding": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n{}",
+    "short-body": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}",
+}
+
+
+@targets
+@modes
+@pytest.mark.parametrize("raw", MALFORMED_RESPONSES.values(), ids=MALFORMED_RESPONSES.keys())
+async def test_a_malformed_response_is_a_connection_error_and_frees_the_connection(
+    fake_server: FakeServer, target: Target, stream: bool, raw: bytes
+) -> None:
+    """Issue 10 point 16: ``Content-Length: abc`` raised a bare ValueError and leaked."""
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Fault(raw_response=raw))
+        chain = model.chain("hi", stream=stream)
+        with pytest.raises(APIConnectionError):
+            await chain.text()
+        assert chain.status == "failed"
+        fake_server.push(Turn(text="fine"))  # the model still works
+        assert await model.chain("again", stream=stream).text() == "fine"
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
+
+
+@targets
+@pytest.mark.parametrize(
+    "content_type", ["text/html; charset=utf-8", "application/json", "text/plain"]
+)
+async def test_a_streamed_request_answered_with_a_page_names_its_content_type(
+    fake_server: FakeServer, target: Target, content_type: str
+) -> None:
+    """Issue 10 point 17: was "the event stream ended in the middle of an event"."""
+    page = b"<html><head><title>Proxy login</title></head><body>Sign in</body></html>"
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Fault(status=200, raw_body=page, headers={"content-type": content_type}))
+        chain = model.chain("hi")
+        with pytest.raises(ServerError) as caught:
+            await chain.text()
+        message = str(caught.value)
+        assert content_type in message and "<html><head><title>Proxy login" in message
+        assert "text/event-stream" in message
+        assert chain.status == "failed"
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
+
+
+@targets
+async def test_a_streamed_request_answered_with_the_whole_json_answer_is_parsed(
+    fake_server: FakeServer, target: Target
+) -> None:
+    """A gateway that ignores ``stream: true`` sends the non-streamed answer: use it."""
+
+    async def scenario(model: AsyncModel) -> None:
+        whole = target.wire.render_json(Turn(text=TEXT, usage=(7, 3)), target.model_name)
+        if target.name == "gemini":
+            whole = [whole]  # streamGenerateContent without alt=sse answers a JSON array
+        fake_server.push(
+            Fault(
+                status=200,
+                raw_body=json.dumps(whole).encode(),
+                headers={"content-type": "application/json"},
+            )
+        )
+        chain = model.chain("hi")
+        chunks = [chunk.content async for chunk in chain]
+        assert "".join(chunks) == TEXT
+        assert chain.status == "completed"
+        assert chain.usage.input_tokens == 7 and chain.usage.output_tokens == 3
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
+
+
+@targets
+@modes
+async def test_a_retry_policy_and_on_retry(
+    fake_server: FakeServer, target: Target, stream: bool
+) -> None:
+    """``retry=RetryPolicy(...)`` decides; ``TurnRequest.on_retry`` hears of every retry."""
+    from agentrt.messages import Message, TurnRequest
+    from agentrt.providers import http as drivers
+
+    cls = {"openai": drivers.OpenAIProvider, "anthropic": drivers.AnthropicProvider}.get(
+        target.name, drivers.GeminiProvider
+    )
+    policy = agentrt.RetryPolicy(
+        max_retries=3, statuses=frozenset({418}), initial_delay=0.001, max_delay=0.002
+    )
+    provider = cls("m-test", api_key="sk-test", base_url=target.base_url(fake_server), retry=policy)
+    seen: list[tuple[int, str, float]] = []
+    request = TurnRequest(
+        [Message(role="user", content="hi")],
+        on_retry=lambda attempt, error, delay: seen.append((attempt, type(error).__name__, delay)),
+    )
+    fake_server.push(Fault(status=418), Fault(status=418), Turn(text="brewed"))
+    async with provider:
+        events = [e async for e in provider.turn(request, stream=stream)]
+        assert "".join(getattr(e, "text", "") for e in events) == "brewed"
+        assert [(a, n) for a, n, _ in seen] == [(1, "BadRequestError"), (2, "BadRequestError")]
+        assert all(0 <= d <= 0.002 for _, _, d in seen)
+        fake_server.push(Fault(status=503))  # not in this policy's statuses: not retried
+        with pytest.raises(ServerError):
+            [e async for e in provider.turn(request, stream=stream)]
+    assert len(fake_server.requests) == 4 and len(seen) == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_retries": -1},
+        {"max_retries": "2"},
+        {"statuses": [99]},
+        {"initial_delay": -1},
+        {"jitter": 2},
+        {"retry_after": 5},
+    ],
+)
+def test_a_bad_retry_policy_is_a_usage_error(bad: dict[str, Any]) -> None:
+    with pytest.raises(agentrt.UsageError, match=next(iter(bad))):
+        agentrt.RetryPolicy(**bad)

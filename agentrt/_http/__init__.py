@@ -1,0 +1,1 @@
+"""The HTTP layer under the providers' driver: its backends (see :mod:`.backends`)."""
