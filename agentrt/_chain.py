@@ -8,27 +8,33 @@ History stays valid whatever happens: every tool call in it gets a result, a syn
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
+from pydantic import ValidationError
 
 from ._execute import ToolRunner
 from ._response import AsyncResponse, LazyId, Status, run_to_end
-from .callbacks import DoneCallbacks, Hooks, as_async
+from .callbacks import DoneCallbacks, Hooks
 from .errors import CancelChain, ChainLimitError, UsageError
 from .messages import Message, StreamChunk, ToolCall, ToolResult, TurnRequest, Usage
 
 if TYPE_CHECKING:
-    from ._model import AsyncModel
+    from .providers.base import Provider
+    from .tools import Tool
+
+logger = logging.getLogger("agentrt")
 
 __all__ = [
     "DEFAULT_MAX_TOOL_OUTPUT",
     "AsyncChain",
     "PromptType",
     "cancelled_results",
+    "committed_messages",
+    "not_run_results",
     "prompt_messages",
     "tool_messages",
 ]
@@ -44,17 +50,46 @@ def prompt_messages(prompt: PromptType) -> list[Message]:
     """Turn a prompt (a string, or a list of messages or dicts) into messages.
 
     Raises:
-        UsageError: the prompt is empty or not of a supported type.
+        UsageError: the prompt is empty, or an item of a list is not a valid message.
     """
     if isinstance(prompt, str):
+        if not prompt.strip():
+            raise UsageError("the prompt is empty: pass the question or instruction for the model")
         return [Message(role="user", content=prompt)]
     if isinstance(prompt, Sequence) and not isinstance(prompt, (bytes, bytearray)):
-        messages = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+        messages = [_message_item(i, m) for i, m in enumerate(prompt)]
         if messages:
             return messages
     raise UsageError(
-        f"prompt must be a string or a non-empty list of Message objects, got {prompt!r}"
+        f"prompt must be a non-empty string or a non-empty list of messages "
+        f"(Message objects or dicts such as {{'role': 'user', 'content': '...'}}), "
+        f"got {prompt!r:.200}"
     )
+
+
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+def _message_item(index: int, item: Any) -> Message:
+    if isinstance(item, Message):
+        return item
+    if not isinstance(item, dict):
+        raise UsageError(
+            f"prompt[{index}] is {item!r:.100}; a list prompt holds messages: Message "
+            "objects or dicts such as {'role': 'user', 'content': '...'} (pass a string "
+            "prompt for a single user message)"
+        )
+    role = item.get("role")
+    if role not in _ROLES:
+        raise UsageError(
+            f"prompt[{index}] has role {role!r}; a message's role is one of "
+            f"{', '.join(map(repr, _ROLES))}"
+        )
+    try:
+        return Message.model_validate(item)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"prompt[{index}] is not a valid message: {problems}") from None
 
 
 def tool_messages(results: Iterable[ToolResult]) -> list[Message]:
@@ -96,74 +131,103 @@ def cancelled_results(
     return results
 
 
-def limit_message(max_turns: int) -> str:
+def limit_message(max_turns: int, unrun: int) -> str:
     """The ``ChainLimitError`` message."""
+    calls = f"{unrun} tool call" + ("" if unrun == 1 else "s")
     return (
-        f"the chain reached max_turns={max_turns} while the model still asked for tools; "
-        "pass a larger max_turns= or look at error.responses"
+        f"the chain reached max_turns={max_turns} (model calls) while the model still asked "
+        f"for tools; the last turn's {calls} were not run, since no turn was left to read "
+        "their results; pass a larger max_turns= or look at error.responses"
     )
+
+
+def not_run_results(calls: Iterable[ToolCall]) -> list[ToolResult]:
+    """Synthetic results for the calls of a last turn that the turn limit left unrun."""
+    return [
+        ToolResult(
+            tool_call_id=c.id,
+            name=c.name,
+            content="Error: not run: the chain reached its max_turns limit",
+            is_error=True,
+        )
+        for c in calls
+    ]
+
+
+def committed_messages(chain: AsyncChain) -> list[Message]:
+    """What a chain adds to its conversation's history once it ended.
+
+    A completed chain adds its prompt and every turn. A cancelled chain (by
+    ``CancelChain`` or by cancellation) adds its prompt and the turns that completed (their
+    tool calls each with a result, real or synthetic), or nothing when no turn completed.
+    A failed chain adds nothing: the conversation is as it was, so a retry sends the
+    question once.
+    """
+    if chain.status == "completed" or (
+        chain.status == "cancelled" and any(r.status == "completed" for r in chain.responses)
+    ):
+        return chain.messages[chain.history_length :]
+    return []
 
 
 class AsyncChain:
     """Turns until the model answers without tool calls.
 
-    Iterate it for the streamed text of every turn, or ``await chain.text()``.
+    Iterate it for the streamed text of every turn, or ``await chain.text()`` for the
+    final answer. Made by :meth:`AsyncModel.chain`, which checks its arguments.
 
     Attributes:
         id: a unique id of this chain.
         model: the model id.
+        name: the name given with ``chain(..., name=...)``, or ``None``.
+        conversation_id: the id of the conversation the chain belongs to, or ``None``.
         messages: the whole conversation, growing as the chain runs.
         responses: the :class:`AsyncResponse` of each turn so far.
         status: ``"pending"``, ``"running"``, then ``"completed"``, ``"failed"`` or
             ``"cancelled"`` (by ``CancelChain`` or by cancellation).
         error: the exception that failed or cancelled the chain.
+        max_turns: the most model calls the chain makes.
     """
 
     def __init__(
         self,
-        model: AsyncModel,
-        prompt: PromptType,
+        provider: Provider,
+        model_id: str,
+        prompt: list[Message],
         *,
+        tools: dict[str, Tool],
+        hooks: Hooks,
+        options: dict[str, Any],
+        stream: bool,
         system: str | None = None,
-        tools: Iterable[Any] = (),
         max_turns: int = 10,
-        before_call: Callable[..., Any] | None = None,
-        after_call: Callable[..., Any] | None = None,
-        on_chunk: Callable[[StreamChunk], Any] | None = None,
-        callbacks: Iterable[Any] = (),
-        limiter: anyio.CapacityLimiter | None = None,
+        runner: ToolRunner | None = None,
         history: list[Message] | None = None,
-        prefer_sync: bool = False,
-        stream: bool | None = None,
-        max_tool_output: int | None = DEFAULT_MAX_TOOL_OUTPUT,
-        **options: Any,
+        name: str | None = None,
+        conversation_id: str | None = None,
     ) -> None:
-        if max_turns < 1:
-            raise UsageError(f"max_turns must be at least 1, got {max_turns}")
-        self.model = model.model_id
+        self.model = model_id
+        self.name = name
+        self.conversation_id = conversation_id
         self.system = system
         self.max_turns = max_turns
-        self.messages: list[Message] = history if history is not None else []
-        self.prompt = prompt_messages(prompt)
+        self._history = history if history is not None else []
+        self.messages: list[Message] = list(self._history)
+        #: How many of ``messages`` came from the conversation before the chain ran.
+        self.history_length = len(self.messages)
+        self.prompt = prompt
         self.responses: list[AsyncResponse] = []
         self.status: Status = "pending"
         self.error: BaseException | None = None
         self.started_at: float | None = None
         self.duration: float | None = None
-        self._model = model
-        self._stream = model.stream if stream is None else stream
-        self._options = {**model.options, **options}
-        self.tools = model.collect_tools(tools)
-        self._specs = [t.spec for t in self.tools.values()]
-        self._runner = ToolRunner(
-            self.tools,
-            prefer_sync=prefer_sync,
-            limiter=limiter,
-            before_call=as_async(before_call) if before_call else None,
-            after_call=as_async(after_call) if after_call else None,
-            max_result_chars=max_tool_output,
-        )
-        self._hooks = Hooks.combine(model.callbacks, callbacks, on_chunk=on_chunk)
+        self._provider = provider
+        self._stream = stream
+        self._options = options
+        self.tools = tools
+        self._specs = [t.spec for t in tools.values()]
+        self._runner = runner if runner is not None else ToolRunner(tools)
+        self._hooks = hooks
         self._done = DoneCallbacks()
 
     #: A unique id of this chain (made when first read).
@@ -172,7 +236,7 @@ class AsyncChain:
     # --- consuming -------------------------------------------------------------------
 
     async def __aiter__(self) -> AsyncIterator[StreamChunk]:
-        """Stream the text of every turn as it arrives."""
+        """Stream the text of every turn as it arrives (``chunk.turn`` says which)."""
         if self.status == "pending":
             # aclosing: a consumer that stops early ends the run now, not at garbage collection.
             async with aclosing(self._run()) as run:
@@ -186,9 +250,23 @@ class AsyncChain:
                     yield chunk
 
     async def text(self) -> str:
-        """Run the chain if needed and return the text of all its turns."""
+        """Run the chain if needed and return its final answer: the last turn's text.
+
+        Earlier turns' text ("Let me check.") is in ``chain.responses`` and in the
+        chunks of iterating the chain; it is not part of the answer.
+        """
         await run_to_end(self, "chain")
-        return "".join(r.text_so_far for r in self.responses)
+        return self.final_text
+
+    @property
+    def final_text(self) -> str:
+        """The last turn's text so far (``""`` before the first turn)."""
+        return self.responses[-1].text_so_far if self.responses else ""
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the final answer was cut by the token limit (``finish_reason "length"``)."""
+        return bool(self.responses) and self.responses[-1].finish_reason == "length"
 
     @property
     def usage(self) -> Usage | None:
@@ -218,17 +296,22 @@ class AsyncChain:
         started = time.perf_counter()
         self.started_at = time.time()
         hooks = self._hooks
+        # The conversation as it is now (an earlier chain of it may have ended since this
+        # one was made).
+        self.messages = messages = list(self._history)
+        self.history_length = len(messages)
         if hooks.on_chain_start:
             await hooks.emit("on_chain_start", self)
-        messages = self.messages
         messages.extend(self.prompt)
+        response: Any = None
         unanswered: list[ToolCall] = []
         ended_with: BaseException | None = None
         wire_cache: dict[Any, Any] = {}  # providers' encodings of this chain's messages
+        last = self.max_turns - 1
         try:
             for turn in range(self.max_turns):
                 response = AsyncResponse(
-                    self._model.provider,
+                    self._provider,
                     TurnRequest(
                         list(messages), self.system, self._specs, self._options, wire_cache
                     ),
@@ -246,7 +329,14 @@ class AsyncChain:
                 calls = response._tool_calls
                 if not calls:
                     self.status = "completed"
+                    if response.finish_reason == "length":
+                        _warn_truncated(self)
                     return
+                if turn == last:
+                    # No turn is left to read these calls' results: do not run them.
+                    response.tool_results = not_run_results(calls)
+                    messages.extend(tool_messages(response.tool_results))
+                    raise ChainLimitError(limit_message(self.max_turns, len(calls)), self.responses)
                 unanswered = calls
                 results = await self._runner.run(calls, hooks, response)
                 response.tool_results = results
@@ -255,7 +345,6 @@ class AsyncChain:
                 if self._runner.cancelled_by is not None:
                     self.status, self.error = "cancelled", self._runner.cancelled_by
                     return
-            raise ChainLimitError(limit_message(self.max_turns), self.responses)
         except BaseException as exc:
             ended_with = exc
             if isinstance(exc, CancelChain):
@@ -282,4 +371,14 @@ class AsyncChain:
         await self._hooks.end(self, failure, "on_chain_end", self._done)
 
     def __repr__(self) -> str:
-        return f"<AsyncChain {self.model} turns={len(self.responses)} status={self.status}>"
+        named = f" {self.name!r}" if self.name else ""
+        return f"<AsyncChain{named} {self.model} turns={len(self.responses)} status={self.status}>"
+
+
+def _warn_truncated(chain: AsyncChain) -> None:
+    logger.warning(
+        "agentrt chain %s (%s): the final answer was cut by the token limit "
+        "(finish_reason 'length'); pass a larger max_tokens= (chain.truncated is True)",
+        chain.name or chain.id,
+        chain.model,
+    )

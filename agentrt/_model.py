@@ -1,19 +1,95 @@
-"""``AsyncModel``, ``AsyncConversation`` and ``get_async_model``: the async entry points."""
+"""``AsyncModel``, ``AsyncConversation`` and ``get_async_model``: the async entry points.
+
+Every argument is checked here, at the call, so that a typo or a wrong type fails with a
+:class:`~agentrt.errors.UsageError` naming it, never deep in a chain or the transport.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
-from ._chain import AsyncChain, PromptType, prompt_messages
+import anyio
+
+from . import _options as opt
+from ._chain import (
+    DEFAULT_MAX_TOOL_OUTPUT,
+    AsyncChain,
+    PromptType,
+    committed_messages,
+    prompt_messages,
+    tool_messages,
+)
+from ._execute import ToolRunner
 from ._response import AsyncResponse
-from .callbacks import CallbackHandler, Hooks
-from .messages import Message, StreamChunk, TurnRequest
+from .callbacks import CallbackHandler, Hooks, as_async
+from .errors import UsageError
+from .messages import Message, StreamChunk, ToolResult, TurnRequest
 from .providers import provider_class
 from .providers.base import Provider
 from .tools import Tool, collect_tools
 
 __all__ = ["AsyncConversation", "AsyncModel", "get_async_model"]
+
+ToolErrors = Literal["model", "raise"]
+
+#: The explicit parameters of ``chain()`` and their defaults.
+CHAIN_SETTINGS: dict[str, Any] = {
+    "system": None,
+    "tools": (),
+    "max_turns": 10,
+    "before_call": None,
+    "after_call": None,
+    "on_chunk": None,
+    "callbacks": (),
+    "limiter": None,
+    "stream": None,
+    "max_tool_output": DEFAULT_MAX_TOOL_OUTPUT,
+    "tool_errors": "model",
+    "name": None,
+    "temperature": None,
+    "max_tokens": None,
+    "top_p": None,
+    "stop": None,
+    "extra_body": None,
+    "extra_headers": None,
+}
+NAMED_GENERATION = ("temperature", "max_tokens", "top_p", "stop")
+
+
+def _handlers(callbacks: Any, where: str) -> tuple[CallbackHandler, ...]:
+    if isinstance(callbacks, (str, bytes, CallbackHandler)) or not isinstance(callbacks, Iterable):
+        raise UsageError(
+            f"{where}: callbacks= takes a list of CallbackHandler instances, got {callbacks!r}"
+        )
+    handlers = tuple(callbacks)
+    for handler in handlers:
+        if not isinstance(handler, CallbackHandler):
+            raise UsageError(
+                f"{where}: callbacks=[...] takes CallbackHandler instances, got {handler!r}; "
+                "subclass agentrt.CallbackHandler and override its hooks"
+            )
+    return handlers
+
+
+def _tools_list(tools: Any, where: str) -> Iterable[Any]:
+    if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
+        raise UsageError(f"{where}: tools= takes a list of tools, got {tools!r}")
+    return tools
+
+
+def _extras(
+    defaults: dict[str, Any], extra_body: Any, extra_headers: Any, where: str
+) -> dict[str, Any]:
+    """Merge call-level ``extra_body``/``extra_headers`` over the model's."""
+    opt.check_mapping("extra_body", extra_body, where)
+    opt.check_mapping("extra_headers", extra_headers, where, str_values=True)
+    merged: dict[str, Any] = {}
+    for key, value in (("extra_body", extra_body), ("extra_headers", extra_headers)):
+        if value is not None:
+            merged[key] = {**defaults.get(key, {}), **value}
+    return merged
 
 
 class AsyncModel:
@@ -32,17 +108,37 @@ class AsyncModel:
         callbacks: Iterable[CallbackHandler] = (),
         **options: Any,
     ) -> None:
+        opt.check_bool("stream", stream, "AsyncModel()")
         self.provider = provider
         self.model_id = model_id or f"{provider.name}:{provider.model_name}"
         self.stream = stream
-        self.callbacks = tuple(callbacks)
-        Hooks(self.callbacks)  # validate now: a wrong object fails here, not mid-chain
+        self.callbacks = _handlers(callbacks, "AsyncModel()")
+        extras = _extras({}, options.pop("extra_body", None), options.pop("extra_headers", None),
+                         "AsyncModel()")  # fmt: skip
         #: Default generation options for every call (temperature, max_tokens, ...).
-        self.options = options
+        self.options = {
+            **opt.generation_options(type(provider), "get_async_model()", options),
+            **extras,
+        }
 
     def collect_tools(self, tools: Iterable[Any]) -> dict[str, Tool]:
         """Normalise ``tools=[...]`` for this model (hook for subclasses)."""
         return collect_tools(tools)
+
+    def _call_options(
+        self,
+        where: str,
+        generation: dict[str, Any],
+        extra_body: Any,
+        extra_headers: Any,
+        **named: Any,
+    ) -> dict[str, Any]:
+        options = opt.generation_options(type(self.provider), where, generation, **named)
+        return {
+            **self.options,
+            **options,
+            **_extras(self.options, extra_body, extra_headers, where),
+        }
 
     def prompt(
         self,
@@ -54,7 +150,13 @@ class AsyncModel:
         callbacks: Iterable[CallbackHandler] = (),
         stream: bool | None = None,
         history: list[Message] | None = None,
-        **options: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        stop: str | list[str] | None = None,
+        extra_body: dict[str, Any] | None = None,
+        extra_headers: dict[str, str] | None = None,
+        **generation: Any,
     ) -> AsyncResponse:
         """Run one turn; tool calls are parsed, not run.
 
@@ -66,35 +168,177 @@ class AsyncModel:
             callbacks: ``CallbackHandler`` instances for this call.
             stream: override the model's ``stream`` setting.
             history: earlier messages to send before the prompt.
-            **options: generation options passed to the provider.
+            temperature: sampling temperature.
+            max_tokens: the most tokens the answer may have.
+            top_p: nucleus sampling.
+            stop: a stop sequence or a list of them.
+            extra_body: vendor fields merged into the request body as they are.
+            extra_headers: extra HTTP headers for the request.
+            **generation: other generation options the provider accepts (``seed``,
+                ``top_k``, ...); an unknown one raises ``UsageError``.
 
         Returns:
             A lazy response: iterate it or ``await response.text()``.
+
+        Raises:
+            UsageError: an argument of the wrong type, or an unknown option.
         """
-        specs = [t.spec for t in self.collect_tools(tools).values()]
+        where = "prompt()"
+        opt.check_optional_str("system", system, where)
+        opt.check_callable("on_chunk", on_chunk, where)
+        opt.check_bool("stream", stream, where, optional=True)
+        handlers = _handlers(callbacks, where)
+        options = self._call_options(
+            where,
+            generation,
+            extra_body,
+            extra_headers,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_p=top_p,
+            stop=stop,
+        )
+        specs = [t.spec for t in self.collect_tools(_tools_list(tools, where)).values()]
         messages = [*(history or ()), *prompt_messages(prompt)]
         return AsyncResponse(
             self.provider,
-            TurnRequest(messages, system, specs, {**self.options, **options}),
+            TurnRequest(messages, system, specs, options),
             model=self.model_id,
             stream=self.stream if stream is None else stream,
-            hooks=Hooks.combine(self.callbacks, callbacks, on_chunk=on_chunk),
+            hooks=Hooks.combine(self.callbacks, handlers, on_chunk=on_chunk),
         )
 
-    def chain(self, prompt: PromptType, **kwargs: Any) -> AsyncChain:
+    def chain(
+        self,
+        prompt: PromptType,
+        *,
+        system: str | None = None,
+        tools: Iterable[Any] = (),
+        max_turns: int = 10,
+        before_call: Callable[..., Any] | None = None,
+        after_call: Callable[..., Any] | None = None,
+        on_chunk: Callable[[StreamChunk], Any] | None = None,
+        callbacks: Iterable[CallbackHandler] = (),
+        limiter: anyio.CapacityLimiter | None = None,
+        stream: bool | None = None,
+        max_tool_output: int | None = DEFAULT_MAX_TOOL_OUTPUT,
+        tool_errors: ToolErrors = "model",
+        name: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        stop: str | list[str] | None = None,
+        extra_body: dict[str, Any] | None = None,
+        extra_headers: dict[str, str] | None = None,
+        **generation: Any,
+    ) -> AsyncChain:
         """Run turns until the model answers without tool calls.
 
-        Keyword arguments are those of :class:`AsyncChain`: ``system``, ``tools``,
-        ``max_turns`` (default 10), ``before_call``, ``after_call``, ``on_chunk``,
-        ``callbacks``, ``limiter``, ``stream``, ``max_tool_output`` and generation options.
+        Args:
+            prompt: a string, or a list of messages to start from.
+            system: a system prompt.
+            tools: tools (``@tool`` functions, plain functions, ``Toolbox`` objects).
+            max_turns: the most model calls; a last turn that still asks for tools does
+                not run them and the chain raises ``ChainLimitError``.
+            before_call: ``before_call(tool, call)``, before each tool call; raise
+                ``ToolError`` to refuse the call (the model reads the message) or
+                ``CancelChain`` to end the chain.
+            after_call: ``after_call(tool, call, result)``, after each tool call.
+            on_chunk: called with every ``StreamChunk`` as it arrives.
+            callbacks: ``CallbackHandler`` instances for this chain.
+            limiter: an ``anyio.CapacityLimiter`` for the threads of sync tools.
+            stream: override the model's ``stream`` setting.
+            max_tool_output: characters of a tool result sent to the model (``None``: all).
+            tool_errors: ``"model"`` (a tool's exception becomes an error result the model
+                reads) or ``"raise"`` (it is raised out of the chain).
+            name: a name for the chain (``chain.name``; in logs and traces).
+            temperature: sampling temperature.
+            max_tokens: the most tokens of each answer.
+            top_p: nucleus sampling.
+            stop: a stop sequence or a list of them.
+            extra_body: vendor fields merged into each request body as they are.
+            extra_headers: extra HTTP headers for each request.
+            **generation: other generation options the provider accepts; an unknown one
+                raises ``UsageError`` with the closest known name.
 
         Returns:
-            A lazy chain: iterate it or ``await chain.text()``.
+            A lazy chain: iterate it for every turn's text or ``await chain.text()`` for
+            the final answer.
+
+        Raises:
+            UsageError: an argument of the wrong type, or an unknown option.
         """
-        return AsyncChain(self, prompt, **kwargs)
+        settings = {k: v for k, v in locals().items() if k in CHAIN_SETTINGS}
+        return self._chain(prompt, settings, generation)
+
+    def _chain(
+        self,
+        prompt: PromptType,
+        settings: dict[str, Any],
+        generation: dict[str, Any],
+        *,
+        history: list[Message] | None = None,
+        conversation_id: str | None = None,
+        prefer_sync: bool = False,
+    ) -> AsyncChain:
+        """Build a chain from checked ``settings`` (every key of ``CHAIN_SETTINGS``)."""
+        where = "chain()"
+        s = settings
+        opt.check_optional_str("system", s["system"], where)
+        opt.check_int("max_turns", s["max_turns"], where, minimum=1)
+        opt.check_callable("before_call", s["before_call"], where)
+        opt.check_callable("after_call", s["after_call"], where)
+        opt.check_callable("on_chunk", s["on_chunk"], where)
+        opt.check_bool("stream", s["stream"], where, optional=True)
+        opt.check_int("max_tool_output", s["max_tool_output"], where, minimum=1, optional=True)
+        opt.check_choice("tool_errors", s["tool_errors"], where, ("model", "raise"))
+        opt.check_optional_str("name", s["name"], where)
+        limiter = s["limiter"]
+        if limiter is not None and not isinstance(limiter, anyio.CapacityLimiter):
+            raise UsageError(
+                f"{where}: limiter= takes an anyio.CapacityLimiter, got {limiter!r}; "
+                "write limiter=anyio.CapacityLimiter(5)"
+            )
+        handlers = _handlers(s["callbacks"], where)
+        named = {k: s[k] for k in NAMED_GENERATION}
+        options = self._call_options(
+            where, generation, s["extra_body"], s["extra_headers"], **named
+        )
+        messages = prompt_messages(prompt)
+        found = self.collect_tools(_tools_list(s["tools"], where))
+        runner_options: dict[str, Any] = {}
+        if s["tool_errors"] != "model":  # ToolRunner takes it once core-tools' change is in
+            runner_options["tool_errors"] = s["tool_errors"]
+        before_call, after_call = s["before_call"], s["after_call"]
+        runner = ToolRunner(
+            found,
+            prefer_sync=prefer_sync,
+            limiter=limiter,
+            before_call=as_async(before_call) if before_call else None,
+            after_call=as_async(after_call) if after_call else None,
+            max_result_chars=s["max_tool_output"],
+            **runner_options,
+        )
+        stream = s["stream"]
+        return AsyncChain(
+            self.provider,
+            self.model_id,
+            messages,
+            tools=found,
+            hooks=Hooks.combine(self.callbacks, handlers, on_chunk=s["on_chunk"]),
+            options=options,
+            stream=self.stream if stream is None else stream,
+            system=s["system"],
+            max_turns=s["max_turns"],
+            runner=runner,
+            history=history,
+            name=s["name"],
+            conversation_id=conversation_id,
+        )
 
     def conversation(self, *, system: str | None = None) -> AsyncConversation:
         """Start a conversation that keeps its history across calls."""
+        opt.check_optional_str("system", system, "conversation()")
         return AsyncConversation(self, system=system)
 
     async def aclose(self) -> None:
@@ -112,58 +356,168 @@ class AsyncModel:
 
 
 class AsyncConversation:
-    """A history that successive ``prompt`` and ``chain`` calls continue."""
+    """A history that successive ``prompt`` and ``chain`` calls continue.
+
+    A call adds to the history only when it ended in a way that leaves the history valid
+    and worth continuing (see :func:`agentrt._chain.committed_messages`): a completed
+    call adds its prompt and its turns; a failed one adds nothing, so a retry sends the
+    question once.
+
+    Attributes:
+        id: a unique id of this conversation (``chain.conversation_id``).
+        messages: the history so far.
+    """
 
     def __init__(self, model: AsyncModel, *, system: str | None = None) -> None:
         self.model = model
         self.system = system
         self.messages: list[Message] = []
+        self.id = uuid.uuid4().hex
 
     def chain(self, prompt: PromptType, **kwargs: Any) -> AsyncChain:
-        """Continue the conversation with a chain; its turns are added to the history."""
+        """Continue the conversation with a chain (arguments of :meth:`AsyncModel.chain`).
+
+        When it ends, its prompt and turns are added to the history as
+        :func:`~agentrt._chain.committed_messages` says: all of them when it completed,
+        the completed turns when it was cancelled, nothing when it failed.
+        """
+        return self._chain(prompt, kwargs)
+
+    def _chain(self, prompt: PromptType, kwargs: dict[str, Any], **internal: Any) -> AsyncChain:
         kwargs.setdefault("system", self.system)
-        return AsyncChain(self.model, prompt, history=self.messages, **kwargs)
+        settings = {k: kwargs.pop(k, default) for k, default in CHAIN_SETTINGS.items()}
+        chain = self.model._chain(
+            prompt,
+            settings,
+            kwargs,
+            history=self.messages,
+            conversation_id=self.id,
+            **internal,
+        )
+        messages = self.messages
+
+        def keep(c: AsyncChain) -> None:
+            messages.extend(committed_messages(c))
+
+        chain.on_done(keep)
+        return chain
 
     def prompt(self, prompt: PromptType, **kwargs: Any) -> AsyncResponse:
-        """Continue the conversation with one turn; it is added to the history when done."""
+        """Continue the conversation with one turn (arguments of :meth:`AsyncModel.prompt`).
+
+        A completed turn adds the prompt and the answer to the history; tool calls it
+        asked for (``prompt()`` does not run tools) get a "not run" error result so the
+        history stays valid. A failed or cancelled turn adds nothing.
+        """
         kwargs.setdefault("system", self.system)
         new = prompt_messages(prompt)
         response = self.model.prompt(new, history=self.messages, **kwargs)
+        messages = self.messages
 
         def keep(r: AsyncResponse) -> None:
             if r.status == "completed":
-                self.messages.extend([*new, r.message])
+                message = r.message
+                not_run = [
+                    ToolResult(
+                        tool_call_id=c.id,
+                        name=c.name,
+                        content="Error: not run: conversation.prompt() does not run tools",
+                        is_error=True,
+                    )
+                    for c in message.tool_calls
+                ]
+                messages.extend([*new, message, *tool_messages(not_run)])
 
         response.on_done(keep)
         return response
 
 
-def get_async_model(model_id: str | AsyncModel, **options: Any) -> AsyncModel:
+def get_async_model(
+    model_id: str | AsyncModel,
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout: Any = 60.0,
+    max_retries: int = 2,
+    retry: Any = None,
+    http_client: Any = None,
+    limits: Any = None,
+    stream: bool = True,
+    callbacks: Iterable[CallbackHandler] = (),
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    top_p: float | None = None,
+    stop: str | list[str] | None = None,
+    extra_body: dict[str, Any] | None = None,
+    extra_headers: dict[str, str] | None = None,
+    **generation: Any,
+) -> AsyncModel:
     """Return a model for ``"provider:name"``.
 
     Args:
         model_id: ``"offline"``, ``"openai:<name>"``, ``"anthropic:<name>"``,
             ``"gemini:<name>"``; or an ``AsyncModel`` (returned as is).
-        **options: ``api_key``, ``base_url``, ``timeout``, ``max_retries``, ``http_client``,
-            ``limits`` (provider options); ``stream`` (default ``True``), ``callbacks``;
-            anything else is a default generation option (``temperature``, ...).
+        api_key: the key; defaults to the provider's variable (``OPENAI_API_KEY``,
+            ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``).
+        base_url: the API root; defaults to ``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``
+            or ``GOOGLE_GEMINI_BASE_URL``, then the vendor's URL.
+        timeout: seconds (connect, each read, each write, pool wait), an
+            ``httpx.Timeout``, or ``None`` for none.
+        max_retries: retries of a failed request (0: none).
+        retry: an ``agentrt.RetryPolicy``; overrides ``max_retries``.
+        http_client: an ``httpx.AsyncClient`` to use as is (agentrt never closes it).
+        limits: ``httpx.Limits`` for the client agentrt builds.
+        stream: use the streaming endpoint (the default).
+        callbacks: ``CallbackHandler`` instances for every call of this model.
+        temperature: default sampling temperature.
+        max_tokens: default most tokens per answer (Anthropic requires one: 4096 when
+            unset).
+        top_p: default nucleus sampling.
+        stop: default stop sequence(s).
+        extra_body: vendor fields merged into every request body.
+        extra_headers: extra HTTP headers for every request.
+        **generation: other default generation options the provider accepts.
 
     Raises:
-        UnknownModelError: no provider has that prefix.
+        UnknownModelError: no provider has that prefix (the closest id is suggested).
         MissingAPIKeyError: a remote provider has no key; the message names the variable.
+        UsageError: an argument of the wrong type, or an unknown option.
     """
+    where = "get_async_model()"
+    named = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p, "stop": stop}
     if isinstance(model_id, AsyncModel):
-        if options:
-            raise TypeError("options cannot be given with a model instance")
+        given = [k for k, v in named.items() if v is not None] + list(generation)
+        if given:
+            raise UsageError(
+                f"{where}: options ({', '.join(given)}) cannot be given with a model "
+                "instance; set them on the instance or per call"
+            )
         return model_id
     cls, name = provider_class(model_id)
-    provider_options = {k: options.pop(k) for k in _PROVIDER_OPTIONS if k in options}
-    stream = options.pop("stream", True)
-    callbacks = options.pop("callbacks", ())
+    if (
+        api_key is not None
+        and not isinstance(api_key, str)
+        and type(api_key).__name__ != ("SecretStr")
+    ):
+        raise UsageError(f"{where}: api_key= takes a string, got {type(api_key).__name__}")
+    opt.check_optional_str("base_url", base_url, where)
+    opt.check_timeout(timeout, where)
+    opt.check_int("max_retries", max_retries, where, minimum=0)
+    opt.check_bool("stream", stream, where)
+    handlers = _handlers(callbacks, where)
+    options = opt.generation_options(cls, where, generation, **named)
+    options.update(_extras({}, extra_body, extra_headers, where))
+    provider_options: dict[str, Any] = {
+        "api_key": api_key,
+        "base_url": base_url,
+        "timeout": timeout,
+        "max_retries": max_retries,
+        "http_client": http_client,
+        "limits": limits,
+    }
+    if retry is not None:
+        provider_options["retry"] = retry
     provider = cls(name, **provider_options)
-    return AsyncModel(
-        provider, model_id=f"{cls.name}:{name}", stream=stream, callbacks=callbacks, **options
-    )
-
-
-_PROVIDER_OPTIONS = ("api_key", "base_url", "timeout", "max_retries", "http_client", "limits")
+    model = AsyncModel(provider, model_id=f"{cls.name}:{name}", stream=stream, callbacks=handlers)
+    model.options = options
+    return model

@@ -14,18 +14,18 @@ import contextvars
 import threading
 import types
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
 
-from ._chain import AsyncChain, PromptType
+from ._chain import DEFAULT_MAX_TOOL_OUTPUT, AsyncChain, PromptType
 from ._execute import in_sync_tool
 from ._loops import running_loop_library
-from ._model import AsyncConversation, AsyncModel, get_async_model
+from ._model import CHAIN_SETTINGS, AsyncConversation, AsyncModel, ToolErrors, get_async_model
 from ._response import AsyncResponse
-from .callbacks import is_async_callable
+from .callbacks import CallbackHandler, is_async_callable
 from .errors import UsageError
 from .messages import Message, StreamChunk, ToolCall
 
@@ -112,27 +112,51 @@ class _LoopThread:
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         check_sync_allowed()
+        return self._call(contextvars.copy_context(), fn, *args)
+
+    def _call(self, ctx: contextvars.Context, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(*args)`` on the loop; an interrupt here cancels it there.
+
+        Ctrl-C (``KeyboardInterrupt``) reaches the thread blocked here, not the loop: the
+        call is cancelled on the loop exactly as an async caller's cancellation would,
+        and this returns only once it has ended (its shielded callbacks included), then
+        re-raises the interrupt.
+        """
         assert self.portal is not None
-        result: T = self.portal.call(_in_context, contextvars.copy_context(), fn, *args)
-        return result
+        ended = threading.Event()
+
+        async def run() -> T:
+            try:
+                return await _in_context(ctx, fn, *args)
+            finally:
+                ended.set()
+
+        future = self.portal.start_task_soon(run)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.done():
+                future.cancel()  # anyio cancels the task's scope on the loop
+                ended.wait()  # a second Ctrl-C interrupts this wait
+            raise
 
     def iterate(self, aiterable: Any) -> Iterator[Any]:
         check_sync_allowed()
-        assert self.portal is not None
-        portal, ctx = self.portal, contextvars.copy_context()
+        ctx = contextvars.copy_context()
         iterator = aiterable.__aiter__()
         finished = False
         try:
             while True:
-                item = portal.call(_in_context, ctx, _next_or_end, iterator)
+                item = self._call(ctx, _next_or_end, iterator)
                 if item is _END:
                     finished = True
                     return
                 yield item
         finally:
             if not finished:
-                # The caller stopped early: close the stream so the turn ends (cancelled).
-                portal.call(_in_context, ctx, iterator.aclose)
+                # The caller stopped early (or was interrupted, which already cancelled
+                # the pending step): close the stream so the turn ends (cancelled).
+                self._call(ctx, iterator.aclose)
 
     def stop(self) -> None:
         if threading.current_thread() is self.thread:
@@ -140,7 +164,8 @@ class _LoopThread:
             # thread ends with the interpreter.
             return
         if self.portal is not None and self.thread.is_alive():
-            self.portal.call(self.portal.stop)
+            # Cancel what still runs (nothing should): stopping must not wait on it.
+            self.portal.call(self.portal.stop, True)
         self.thread.join(timeout=5)
 
 
@@ -191,7 +216,7 @@ class Chain(_Wrapper[AsyncChain]):
     """The sync form of :class:`~agentrt.AsyncChain`; same attributes."""
 
     def text(self) -> str:
-        """Run the chain if needed and return the text of all its turns."""
+        """Run the chain if needed and return its final answer (the last turn's text)."""
         return self._model._loop().call(self._inner.text)
 
     @property
@@ -208,16 +233,21 @@ class Conversation:
         self._inner = inner
 
     @property
+    def id(self) -> str:
+        """The conversation's id."""
+        return self._inner.id
+
+    @property
     def messages(self) -> list[Message]:
         """The history so far."""
         return self._inner.messages
 
     def chain(self, prompt: PromptType, **kwargs: Any) -> Chain:
-        """Continue the conversation with a chain."""
-        return Chain(self._model, self._inner.chain(prompt, prefer_sync=True, **kwargs))
+        """Continue the conversation with a chain (arguments of :meth:`Model.chain`)."""
+        return Chain(self._model, self._inner._chain(prompt, kwargs, prefer_sync=True))
 
     def prompt(self, prompt: PromptType, **kwargs: Any) -> Response:
-        """Continue the conversation with one turn."""
+        """Continue the conversation with one turn (arguments of :meth:`Model.prompt`)."""
         return Response(self._model, self._inner.prompt(prompt, **kwargs))
 
 
@@ -246,13 +276,72 @@ class Model:
                     weakref.finalize(self, _LoopThread.stop, self._thread)
         return self._thread
 
-    def prompt(self, prompt: PromptType, **kwargs: Any) -> Response:
-        """Run one turn (lazily); see :meth:`AsyncModel.prompt`."""
-        return Response(self, self.async_model.prompt(prompt, **kwargs))
+    def prompt(
+        self,
+        prompt: PromptType,
+        *,
+        system: str | None = None,
+        tools: Iterable[Any] = (),
+        on_chunk: Callable[[StreamChunk], Any] | None = None,
+        callbacks: Iterable[CallbackHandler] = (),
+        stream: bool | None = None,
+        history: list[Message] | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        stop: str | list[str] | None = None,
+        extra_body: dict[str, Any] | None = None,
+        extra_headers: dict[str, str] | None = None,
+        **generation: Any,
+    ) -> Response:
+        """Run one turn (lazily); the arguments of :meth:`AsyncModel.prompt`."""
+        return Response(
+            self,
+            self.async_model.prompt(
+                prompt,
+                system=system,
+                tools=tools,
+                on_chunk=on_chunk,
+                callbacks=callbacks,
+                stream=stream,
+                history=history,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                top_p=top_p,
+                stop=stop,
+                extra_body=extra_body,
+                extra_headers=extra_headers,
+                **generation,
+            ),
+        )
 
-    def chain(self, prompt: PromptType, **kwargs: Any) -> Chain:
-        """Run a chain (lazily); see :meth:`AsyncModel.chain`."""
-        return Chain(self, self.async_model.chain(prompt, prefer_sync=True, **kwargs))
+    def chain(
+        self,
+        prompt: PromptType,
+        *,
+        system: str | None = None,
+        tools: Iterable[Any] = (),
+        max_turns: int = 10,
+        before_call: Callable[..., Any] | None = None,
+        after_call: Callable[..., Any] | None = None,
+        on_chunk: Callable[[StreamChunk], Any] | None = None,
+        callbacks: Iterable[CallbackHandler] = (),
+        limiter: anyio.CapacityLimiter | None = None,
+        stream: bool | None = None,
+        max_tool_output: int | None = DEFAULT_MAX_TOOL_OUTPUT,
+        tool_errors: ToolErrors = "model",
+        name: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        stop: str | list[str] | None = None,
+        extra_body: dict[str, Any] | None = None,
+        extra_headers: dict[str, str] | None = None,
+        **generation: Any,
+    ) -> Chain:
+        """Run a chain (lazily); the arguments of :meth:`AsyncModel.chain`."""
+        settings = {k: v for k, v in locals().items() if k in CHAIN_SETTINGS}
+        return Chain(self, self.async_model._chain(prompt, settings, generation, prefer_sync=True))
 
     def conversation(self, *, system: str | None = None) -> Conversation:
         """Start a conversation that keeps its history."""
@@ -275,6 +364,45 @@ class Model:
         return f"<Model {self.model_id}>"
 
 
-def get_model(model_id: str | AsyncModel, **options: Any) -> Model:
+def get_model(
+    model_id: str | AsyncModel,
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout: Any = 60.0,
+    max_retries: int = 2,
+    retry: Any = None,
+    http_client: Any = None,
+    limits: Any = None,
+    stream: bool = True,
+    callbacks: Iterable[CallbackHandler] = (),
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    top_p: float | None = None,
+    stop: str | list[str] | None = None,
+    extra_body: dict[str, Any] | None = None,
+    extra_headers: dict[str, str] | None = None,
+    **generation: Any,
+) -> Model:
     """Return the sync facade of :func:`~agentrt.get_async_model` (same arguments)."""
-    return Model(get_async_model(model_id, **options))
+    return Model(
+        get_async_model(
+            model_id,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry=retry,
+            http_client=http_client,
+            limits=limits,
+            stream=stream,
+            callbacks=callbacks,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_p=top_p,
+            stop=stop,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
+            **generation,
+        )
+    )

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from agentrt import CallbackHandler, Usage, get_async_model, tool, track_usage
+from agentrt import CallbackHandler, Usage, UsageError, get_async_model, tool, track_usage
 from agentrt.errors import ServerError
 from agentrt.testing import FunctionModel, ModelTurn, call
 
@@ -261,5 +261,5 @@ async def test_usage_none_when_not_reported() -> None:
 
 
 def test_wrong_callback_object_is_a_clear_error() -> None:
-    with pytest.raises(TypeError, match="CallbackHandler"):
+    with pytest.raises(UsageError, match="CallbackHandler"):
         get_async_model("offline", callbacks=[object()])

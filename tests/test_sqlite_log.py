@@ -229,7 +229,6 @@ async def test_nothing_secret_is_stored(tmp_path: Path, monkeypatch: pytest.Monk
             callbacks=[logger],
             temperature=0.3,
             max_tokens=50,
-            api_key=option_key,
             extra_headers={"Authorization": f"Bearer {option_key}"},
             extra_body={"nested": {"access_token": option_key, "keep": 1}},
         )

@@ -169,7 +169,7 @@ def chain_record(
         "chain_id": chain.id,
         "model": chain.model,
         "status": chain.status,
-        "text": "".join(r.text_so_far for r in chain.responses),
+        "text": chain.responses[-1].text_so_far if chain.responses else "",
         "turns": turns,
         "tool_calls": [c for turn in turns for c in turn["tool_calls"]],
         "usage": _usage(chain.usage),

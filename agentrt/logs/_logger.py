@@ -339,7 +339,7 @@ class SQLiteLogger(CallbackHandler):
             chain.max_turns,
             status,
             self._clean(_error_text(chain.error)),
-            self._clean("".join(r.text_so_far for r in chain.responses)),
+            self._clean(chain.final_text),
             len(chain.responses),
             usage.input_tokens if usage is not None else None,
             usage.output_tokens if usage is not None else None,

@@ -510,6 +510,11 @@ class AnthropicProvider(HTTPProvider):
     env_key: ClassVar[str] = "ANTHROPIC_API_KEY"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     env_base_url: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
+    #: Messages API generation options (anything else goes in ``extra_body``).
+    generation_options: ClassVar[frozenset[str]] = frozenset(
+        {"temperature", "max_tokens", "top_p", "top_k", "stop", "metadata", "thinking",
+         "service_tier"}
+    )  # fmt: skip
 
     def auth_headers(self) -> dict[str, str]:
         """Return the key and version headers every request carries."""

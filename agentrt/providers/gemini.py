@@ -393,6 +393,13 @@ class GeminiProvider(HTTPProvider):
     env_key: ClassVar[str] = "GEMINI_API_KEY"
     default_base_url: ClassVar[str] = "https://generativelanguage.googleapis.com"
     env_base_url: ClassVar[str | None] = "GOOGLE_GEMINI_BASE_URL"
+    #: ``generationConfig`` fields, snake_case (anything else goes in ``extra_body``).
+    generation_options: ClassVar[frozenset[str]] = frozenset(
+        {"temperature", "max_tokens", "top_p", "top_k", "stop", "seed", "presence_penalty",
+         "frequency_penalty", "response_mime_type", "response_schema", "response_json_schema",
+         "response_logprobs", "logprobs", "thinking_config", "response_modalities",
+         "media_resolution", "speech_config"}
+    )  # fmt: skip
 
     def auth_headers(self) -> dict[str, str]:
         """Send the key in ``x-goog-api-key``, never in the URL."""

@@ -74,6 +74,14 @@ class OpenAIProvider(HTTPProvider):
     env_key: ClassVar[str] = "OPENAI_API_KEY"
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     env_base_url: ClassVar[str | None] = "OPENAI_BASE_URL"
+    #: Chat Completions generation options (anything else goes in ``extra_body``).
+    generation_options: ClassVar[frozenset[str]] = frozenset(
+        {"temperature", "max_tokens", "max_completion_tokens", "top_p", "stop", "seed",
+         "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs",
+         "response_format", "reasoning_effort", "user", "service_tier", "store", "metadata",
+         "prediction", "modalities", "audio", "verbosity", "web_search_options",
+         "prompt_cache_key", "safety_identifier"}
+    )  # fmt: skip
 
     #: Ask for the usage chunk when streaming (``stream_options.include_usage``).
     stream_usage: bool = True

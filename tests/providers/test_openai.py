@@ -558,7 +558,7 @@ async def test_full_chain_with_sync_async_and_dual_tools(
     async with model:
         chain = model.chain("compute", system="You calculate.", tools=[add, mul, shout])
         text = await chain.text()
-    assert text == "Working.2+3=5, 4*5=20, H\u00c9!"
+    assert text == "2+3=5, 4*5=20, H\u00c9!"  # the final answer: the last turn's text
     assert sorted(ran) == ["add", "mul", "shout-async"]
     assert [(r.tool_call_id, r.content, r.is_error) for r in chain.tool_results] == [
         ("call_add", "5", False),

@@ -114,7 +114,7 @@ async def test_cancel_during_the_request(
         assert chain.status == "cancelled" and chain.responses[0].status == "cancelled"
         recorder.assert_once(turns=1)
         assert_pool_idle(model)
-        assert [m.role for m in conversation.messages] == ["user"]
+        assert [m.role for m in conversation.messages] == []  # nothing committed: no turn completed
         assert await next_chain_is_well_formed(conversation, fake_server, target) == []
 
     await run_checked(fake_server, target.model(fake_server, stream=stream), scenario)
@@ -169,7 +169,7 @@ async def test_cancel_mid_stream(fake_server: FakeServer, target: Target, how: s
         assert chain.status == "cancelled" and response.status == "cancelled"
         recorder.assert_once(turns=1)
         assert_pool_idle(model)  # the half-read response was closed, not left in flight
-        assert [m.role for m in conversation.messages] == ["user"]
+        assert [m.role for m in conversation.messages] == []  # nothing committed: no turn completed
         assert await next_chain_is_well_formed(conversation, fake_server, target) == []
 
     await run_checked(fake_server, target.model(fake_server), scenario)
@@ -396,7 +396,7 @@ async def test_break_out_of_iteration_with_aclosing(
         assert chain.responses[0].status == "cancelled"
         recorder.assert_once(turns=1)
         assert_pool_idle(model)
-        assert [m.role for m in conversation.messages] == ["user"]
+        assert [m.role for m in conversation.messages] == []  # nothing committed: no turn completed
         assert await next_chain_is_well_formed(conversation, fake_server, target) == []
 
     await run_checked(fake_server, target.model(fake_server), scenario)
