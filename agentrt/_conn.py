@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 import ssl
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -29,7 +31,12 @@ import anyio.lowlevel
 
 from ._loops import running_asyncio_loop
 
-__all__ = ["HIGH_WATER", "Conn", "ProtocolConn", "StreamConn", "open_conn"]
+__all__ = ["HIGH_WATER", "Conn", "NotSent", "ProtocolConn", "StreamConn", "open_conn"]
+
+
+class NotSent(anyio.BrokenResourceError):
+    """The connection was found closed before any byte of the data was written."""
+
 
 try:  # anyio's asyncio backend, called directly on the per-read path
     from anyio._backends._asyncio import AsyncIOBackend
@@ -42,6 +49,9 @@ except ImportError:  # pragma: no cover - a future anyio moved it
 HIGH_WATER = 256 * 1024
 _READ_SIZE = 65536
 _CLOSE_SECONDS = 2.0
+#: Seconds between the start of two connection attempts to one host's addresses.
+_EYEBALLS_DELAY = 0.25
+_AddrInfo = tuple[Any, ...]
 
 
 class Conn:
@@ -86,14 +96,20 @@ async def open_conn(
     context = ssl_context if scheme == b"https" else None
     if loop is not None:
         conn = ProtocolConn(loop)
-        await loop.create_connection(
-            lambda: conn,
-            host,
-            port,
-            ssl=context,
-            server_hostname=host if context is not None else None,
-            happy_eyeballs_delay=0.25,
-        )
+        sock = await _connect_socket(loop, host, port)
+        try:
+            # On failure or cancellation (e.g. during the TLS handshake) the loop closes
+            # the transport and with it the socket.
+            await loop.create_connection(
+                lambda: conn,
+                sock=sock,
+                ssl=context,
+                server_hostname=host if context is not None else None,
+            )
+        except BaseException:
+            if conn._transport is None:  # never wrapped in a transport: close it here
+                sock.close()
+            raise
         return conn
     if context is not None:
         stream: anyio.abc.ByteStream = await anyio.connect_tcp(
@@ -102,6 +118,69 @@ async def open_conn(
     else:
         stream = await anyio.connect_tcp(host, port)
     return StreamConn(stream)
+
+
+async def _connect_socket(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """Connect a TCP socket to ``host:port``, trying its addresses "happy eyeballs" style.
+
+    An attempt starts on every address in turn, :data:`_EYEBALLS_DELAY` after the one
+    before (at once when it failed); the first to connect wins and every other socket is
+    closed. CPython's own ``happy_eyeballs_delay`` is not used: on cancellation its race
+    can lose the winning socket, which then stays open until garbage collection. Here
+    every socket is closed by the attempt that made it, whatever ends it.
+    """
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:  # pragma: no cover - getaddrinfo raises instead
+        raise OSError(f"no address for {host!r}")
+    winner: list[socket.socket] = []
+    errors: list[OSError] = []
+
+    async def attempt(info: _AddrInfo, failed: anyio.Event, scope: anyio.CancelScope) -> None:
+        family, kind, proto, _name, address = info
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+            failed.set()
+            return
+        except BaseException:
+            sock.close()
+            raise
+        if winner:  # another attempt won at the same moment
+            sock.close()
+            return
+        winner.append(sock)
+        scope.cancel()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for info in _interleave(infos):
+                failed = anyio.Event()
+                tg.start_soon(attempt, info, failed, tg.cancel_scope)
+                with anyio.move_on_after(_EYEBALLS_DELAY):
+                    await failed.wait()
+    except BaseException:
+        for sock in winner:
+            sock.close()
+        raise
+    if not winner:
+        if len(errors) == 1:
+            raise errors[0]
+        raise OSError(f"could not connect to {host}:{port}: " + "; ".join(map(str, errors)))
+    return winner[0]
+
+
+def _interleave(infos: list[_AddrInfo]) -> list[_AddrInfo]:
+    """Addresses alternating between families, the first family first (RFC 8305)."""
+    families: dict[int, list[_AddrInfo]] = {}
+    for info in infos:
+        families.setdefault(info[0], []).append(info)
+    queues = list(families.values())
+    longest = max(len(queue) for queue in queues)
+    return [queue[i] for i in range(longest) for queue in queues if i < len(queue)]
 
 
 class ProtocolConn(Conn, asyncio.Protocol):
@@ -207,7 +286,7 @@ class ProtocolConn(Conn, asyncio.Protocol):
     async def send(self, data: bytes, seconds: float | None) -> None:
         transport = self._transport
         if self._ended or transport is None or transport.is_closing():
-            raise self._end_error() if self._error else anyio.BrokenResourceError("closed")
+            raise NotSent(f"the connection was closed before the request: {self._error}")
         transport.write(data)
         drain = self._drain
         if drain is not None:
@@ -223,7 +302,12 @@ class ProtocolConn(Conn, asyncio.Protocol):
     def reusable(self) -> bool:
         # A connection belongs to the loop that opened it: one left in the pool by an
         # earlier ``asyncio.run()`` cannot be used (or properly closed) from another.
-        return not self.buffer and not self._ended and self._loop is running_asyncio_loop()
+        if self.buffer or self._ended or self._loop is not running_asyncio_loop():
+            return False
+        # The loop may not have run the protocol's eof_received yet: ask the socket.
+        transport = self._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        return sock is not None and not _readable(sock.fileno())
 
     async def aclose(self) -> None:
         self._ended = True
@@ -266,6 +350,16 @@ def _close_orphan(transport: asyncio.Transport) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+def _readable(fd: int) -> bool:
+    """Whether an idle socket has something to read (the peer's EOF, or stray bytes)."""
+    poller = select.poll()  # not select.select: it fails on descriptors above 1023
+    try:
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # closed under us
+        return True
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
@@ -294,6 +388,14 @@ class StreamConn(Conn):
     async def send(self, data: bytes, seconds: float | None) -> None:
         with anyio.fail_after(seconds):
             await self.stream.send(data)
+
+    def reusable(self) -> bool:
+        # An idle connection with anything to read (the server's EOF, or bytes nobody asked
+        # for) cannot carry another request; asked of the socket without blocking.
+        if self.buffer:
+            return False
+        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        return sock is None or not _readable(sock.fileno())
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import os
 import queue
 import threading
@@ -32,15 +33,17 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 
 from ._loops import running_asyncio_loop
 
 try:  # anyio's registry of worker threads, for anyio.from_thread inside tools
     from anyio._backends._asyncio import AsyncIOBackend
+    from anyio._backends._asyncio import CancelScope as AsyncIOCancelScope
     from anyio._core._eventloop import set_current_async_library, threadlocals
     from anyio.lowlevel import EventLoopToken
-except ImportError:  # pragma: no cover - a future anyio moved them: use anyio's own pool
+except ImportError:  # anyio < 4.12 (or a future one that moved them): anyio's own pool
     _FAST = False
 else:
     _FAST = True
@@ -59,6 +62,7 @@ _Job = tuple[
     anyio.CapacityLimiter,
     object,
 ]
+# (loop, future, context, fn, the worker's cancel scope, limiter, borrower)
 
 
 class _Pool:
@@ -172,8 +176,10 @@ async def run_in_thread(fn: Callable[[], Any], *, limiter: anyio.CapacityLimiter
         limiter: bounds the threads running at once; ``None`` is anyio's per-loop default.
     """
     loop = running_asyncio_loop()
-    if not _FAST or loop is None:
+    if loop is None:  # trio: its threads keep their token until they finish
         return await anyio.to_thread.run_sync(fn, limiter=limiter, abandon_on_cancel=True)
+    if not _FAST:
+        return await _run_portable(fn, limiter)
     # A call whose scope is already cancelled must not start (a full checkpoint would cost
     # an event-loop iteration per call). The backend is called directly: going through
     # anyio's front door looks the running library up again on every call.
@@ -186,32 +192,59 @@ async def run_in_thread(fn: Callable[[], Any], *, limiter: anyio.CapacityLimiter
     except anyio.WouldBlock:
         await limiter.acquire_on_behalf_of(borrower)
     future: asyncio.Future[Any] = loop.create_future()
-    try:
-        context = contextvars.copy_context()
-        context.run(set_current_async_library, None)
-        _pool.submit((loop, future, context, fn, _Cancelled(future), limiter, borrower))
-    except BaseException:
-        limiter.release_on_behalf_of(borrower)
-        raise
-    return await future
+    # A real anyio cancel scope is the worker's scope, as in anyio's own pool:
+    # ``from_thread.check_cancelled`` walks it and its parents, and ``from_thread.run``
+    # adds the task it starts to it, so cancelling the caller cancels that task too.
+    with AsyncIOCancelScope() as scope:
+        try:
+            context = contextvars.copy_context()
+            context.run(set_current_async_library, None)
+            _pool.submit((loop, future, context, fn, scope, limiter, borrower))
+        except BaseException:
+            limiter.release_on_behalf_of(borrower)
+            raise
+        return await future
 
 
-class _Cancelled:
-    """What ``anyio.from_thread.check_cancelled`` reads in a worker: was the call abandoned?
+async def _run_portable(fn: Callable[[], Any], limiter: anyio.CapacityLimiter | None) -> Any:
+    """``anyio.to_thread.run_sync`` on asyncio, with an abandoned call keeping its token.
 
-    It walks cancel scopes through ``cancel_called``, ``shield`` and ``_parent_scope``; the
-    call's future is cancelled exactly when the awaiting task was (by any scope, a timeout,
-    or ``Task.cancel``), so this one object answers for all of them.
+    anyio's asyncio pool gives the token back when the caller is cancelled, although the
+    thread still runs; so the caller's limiter is held here, on behalf of the call, and
+    the thread gives it back (through the loop) when it is done. A call dropped before
+    its thread started gives it back at once.
     """
+    if limiter is None:
+        limiter = anyio.to_thread.current_default_thread_limiter()
+    borrower = object()
+    await limiter.acquire_on_behalf_of(borrower)
+    state = threading.Lock()
+    phase = ["queued"]  # -> "running" (the thread took it) or "dropped" (the caller left)
 
-    __slots__ = ("_future",)
+    def release() -> None:
+        limiter.release_on_behalf_of(borrower)
 
-    shield = False
-    _parent_scope = None
+    def job() -> Any:
+        with state:
+            if phase[0] == "dropped":
+                return None
+            phase[0] = "running"
+        try:
+            return fn()
+        finally:
+            try:
+                anyio.from_thread.run_sync(release)
+            except Exception:  # the loop is gone: nobody waits any more
+                pass
 
-    def __init__(self, future: asyncio.Future[Any]) -> None:
-        self._future = future
-
-    @property
-    def cancel_called(self) -> bool:
-        return self._future.cancelled()
+    try:
+        return await anyio.to_thread.run_sync(
+            job, limiter=anyio.CapacityLimiter(math.inf), abandon_on_cancel=True
+        )
+    except BaseException:
+        with state:
+            dropped = phase[0] == "queued"
+            phase[0] = "dropped" if dropped else phase[0]
+        if dropped:
+            release()
+        raise

@@ -14,8 +14,10 @@ and the parser:
   complete chunk already buffered is handed over at once;
 * connections from ``_conn``: an ``asyncio.Protocol`` filling a buffer on asyncio (one
   future and one timer handle per read), anyio streams on trio; TLS for https URLs;
-* a reused connection that the server had closed (EOF before any response byte) is
-  retried once on a fresh connection, as keep-alive clients must.
+* a reused connection found closed before any byte of the request was written is
+  replaced by a fresh one at no cost; once the request was written, a connection that
+  fails (EOF before any response byte included) is an error, which the caller's retry
+  policy may retry: a request that may have reached the server is never resent for free.
 
 Not supported, by design: HTTP/2, proxies and ``Expect: 100-continue``. Pass your own
 ``httpx.AsyncClient`` (``http_client=``) when you need them. A connection is opened whenever
@@ -36,7 +38,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from ._conn import Conn, open_conn
+from ._conn import Conn, NotSent, open_conn
 
 __all__ = ["LeanTransport", "RawResponse"]
 
@@ -46,7 +48,11 @@ _BROKEN = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.
 
 
 class _Stale(Exception):
-    """A reused connection was closed by the server before answering."""
+    """A reused connection was found closed before any byte of the request was written."""
+
+
+class _Unanswered(Exception):
+    """The connection closed after the request was written, before any response byte."""
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
@@ -223,9 +229,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             return await self._exchange(
                 request, method, origin, conn, head, body, payload, timeouts
             )
-        except _Stale as exc:
+        except _Stale as exc:  # pragma: no cover - a fresh connection closed at once
             raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response.", request=request
+                "Server disconnected before the request was sent.", request=request
             ) from exc
 
     async def _connect_mapped(
@@ -251,15 +257,21 @@ class LeanTransport(httpx.AsyncBaseTransport):
     ) -> RawResponse:
         try:
             write_timeout = timeouts.get("write")
-            if payload is not None:
-                await conn.send(payload, write_timeout)
-            else:
-                await conn.send(head, write_timeout)
+            try:
+                await conn.send(payload if payload is not None else head, write_timeout)
+            except NotSent as exc:
+                raise _Stale from exc
+            if payload is None:
                 await conn.send(body, write_timeout)
             status, reason, headers, keep_alive = await self._read_head(conn, timeouts.get("read"))
         except _Stale:
             await self._drop(conn)
             raise
+        except _Unanswered as exc:
+            await self._drop(conn)
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            ) from exc
         except TimeoutError as exc:
             await self._drop(conn)
             raise httpx.ReadTimeout("timed out reading the response", request=request) from exc
@@ -289,7 +301,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 await conn.fill(seconds)
             except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
                 if fresh and not buffer:
-                    raise _Stale from exc
+                    raise _Unanswered from exc
                 raise
             fresh = False
         lines = bytes(buffer[:end]).split(b"\r\n")

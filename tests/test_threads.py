@@ -252,3 +252,72 @@ def test_sync_tools_work_in_a_process_forked_after_they_ran(backend: str) -> Non
             os._exit(2)
     _, status = os.waitpid(pid, 0)  # the child bounds its own run
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+async def test_a_sync_tool_can_run_a_coroutine_on_the_loop_with_from_thread_run() -> None:
+    # Issue 10 point 1: on asyncio with anyio >= 4.12 this raised AttributeError
+    # ("'_Cancelled' object has no attribute '_tasks'").
+    loop_thread = threading.get_ident()
+    seen: dict[str, Any] = {}
+
+    async def on_the_loop(value: str) -> str:
+        with anyio.fail_after(5):  # anyio scopes work inside the coroutine
+            await anyio.sleep(0.001)
+        seen["loop_thread"] = threading.get_ident()
+        seen["request_id"] = request_id.get()
+        return value.upper()
+
+    @agentrt.tool
+    def bridge(word: str) -> str:
+        """Hand work to the event loop and back."""
+        first = anyio.from_thread.run(on_the_loop, word)
+        anyio.from_thread.check_cancelled()
+        second = anyio.from_thread.run_sync(str.lower, first)
+        return f"{first}/{second}"
+
+    request_id.set("req-7")
+    model = agentrt.get_async_model(calls_then_answer([call("bridge", word="hop")]))
+    async with model:
+        assert await model.chain("go", tools=[bridge]).text() == "last: HOP/hop"
+    assert seen["loop_thread"] == loop_thread
+    assert seen["request_id"] == "req-7"
+
+
+async def test_from_thread_run_in_a_cancelled_chain_stops_the_sync_tool(
+    anyio_backend_name: str,
+) -> None:
+    started = anyio.Event()
+    outcome: dict[str, BaseException] = {}
+    thread_done = threading.Event()
+
+    async def wait_forever() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    @agentrt.tool
+    def blocked() -> str:
+        """Wait on the loop until cancelled."""
+        try:
+            anyio.from_thread.run(wait_forever)
+        except BaseException as exc:  # the backend's own cancellation exception
+            outcome["error"] = exc
+            raise
+        finally:
+            thread_done.set()
+        return "never"
+
+    model = agentrt.get_async_model(calls_then_answer([call("blocked")]))
+    chain = model.chain("go", tools=[blocked])
+    with anyio.fail_after(10):
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(chain.text)
+                await started.wait()
+                scope.cancel()
+    assert chain.status == "cancelled"
+    if anyio_backend_name == "asyncio":
+        # As in anyio's own asyncio pool, the coroutine the abandoned thread waits on is
+        # cancelled with the chain, so the thread ends. (On trio, trio.from_thread.run
+        # keeps it running until the run ends: trio's documented behaviour.)
+        assert await anyio.to_thread.run_sync(thread_done.wait, 10)
+        assert not isinstance(outcome["error"], AttributeError)

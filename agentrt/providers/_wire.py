@@ -16,7 +16,30 @@ import json
 from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["Encoded", "JSONCache", "dumps", "encode_body"]
+from ..errors import ServerError
+
+__all__ = ["UNREADABLE", "Encoded", "JSONCache", "dumps", "encode_body", "malformed"]
+
+#: What decoding an event or body of an unexpected shape raises (a pydantic
+#: ``ValidationError`` is a ``ValueError``): caught where events are decoded, never leaked.
+UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+
+
+def malformed(
+    provider: str, what: str, data: Any, cause: BaseException | None = None
+) -> ServerError:
+    """The error for a complete event or body that agentrt cannot interpret.
+
+    The one rule for every provider: the server answered, but with something that is not
+    what its API documents, so it is a :class:`~agentrt.errors.ServerError` (a stream that
+    ends early is an ``APIConnectionError`` instead). The start of the data is quoted.
+    """
+    text = data if isinstance(data, str) else repr(data)
+    reason = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+    return ServerError(
+        f"{what} could not be interpreted{reason}: {text[:200]!r}", provider=provider
+    )
+
 
 #: The encoding of every request body: compact, UTF-8 rather than ``\u`` escapes.
 dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -62,6 +62,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ._wire import UNREADABLE, malformed
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -543,7 +544,12 @@ class AnthropicProvider(HTTPProvider):
         """
         body = build_request_body(self.model_name, request, stream=stream)
         if not stream:
-            for event in events_from_message(await self.post_json(MESSAGES_PATH, body)):
+            payload = await self.post_json(MESSAGES_PATH, body)
+            try:
+                decoded = events_from_message(payload)
+            except UNREADABLE as exc:
+                raise malformed(PROVIDER, "the response", self._scrub(str(payload)), exc) from exc
+            for event in decoded:
                 yield event
             return
         parser = StreamParser(self._stream_error)
@@ -566,6 +572,8 @@ class AnthropicProvider(HTTPProvider):
                 except ProviderError:
                     await _drain(sse_events)
                     raise
+                except UNREADABLE as exc:
+                    raise malformed(PROVIDER, "a stream event", self._scrub(sse.data), exc) from exc
                 for event in events:
                     yield event
         parser.close()

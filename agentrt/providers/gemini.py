@@ -59,6 +59,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ._wire import UNREADABLE, malformed
 
 __all__ = [
     "PROVIDER_DATA_KEY",
@@ -446,7 +447,13 @@ class GeminiProvider(HTTPProvider):
                     if not event.data.strip():
                         continue
                     received += 1
-                    for item in assembler.feed(self._decode(event.data)):
+                    payload = self._decode(event.data)
+                    try:
+                        items = list(assembler.feed(payload))
+                    except UNREADABLE as exc:
+                        what = f"stream chunk {received}"
+                        raise malformed(self.name, what, self._scrub(event.data), exc) from exc
+                    for item in items:
                         yield item
             if assembler.raw_finish is None:
                 # Gemini's last chunk always carries finishReason: without it the stream
@@ -459,7 +466,11 @@ class GeminiProvider(HTTPProvider):
         else:
             payload = await self.post_json(self._path("generateContent"), body)
             self._raise_for_error_object(payload)
-            for item in assembler.feed(payload):
+            try:
+                items = list(assembler.feed(payload))
+            except UNREADABLE as exc:
+                raise malformed(self.name, "the response", self._scrub(str(payload)), exc) from exc
+            for item in items:
                 yield item
         for item in assembler.finish():
             yield item

@@ -10,6 +10,13 @@ Wire notes that shape this module:
   ``function.arguments``. Compatible servers may send a whole call in one fragment or
   repeat ``id``/``name`` on every fragment; both are forwarded once per call.
 * An error after HTTP 200 arrives as a data event whose JSON has an ``error`` object.
+* ``content`` (of a message, or of a streamed delta) is a string, or, from some compatible
+  servers (Mistral's reasoning models), a list of parts: ``{"type": "text", "text": ...}``
+  parts are the answer; every other part (``thinking``, ``reference``, ...) is kept in the
+  assistant message's ``provider_data["openai"]["content_parts"]``, never shown as text.
+  Reasoning sent as a ``reasoning_content`` string (DeepSeek, vLLM) is kept there too.
+* An event or body of a shape agentrt cannot interpret raises ``ServerError`` quoting it
+  (:func:`agentrt.providers._wire.malformed`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from ..messages import (
     FinishEvent,
     FinishReason,
     Message,
+    ProviderDataEvent,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -35,7 +43,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
-from ._wire import Encoded, JSONCache, dumps
+from ._wire import UNREADABLE, Encoded, JSONCache, dumps, malformed
 
 __all__ = ["OpenAIProvider"]
 
@@ -94,7 +102,12 @@ class OpenAIProvider(HTTPProvider):
         """
         body = self._wire_body(request, stream=stream)
         if not stream:
-            for event in self._events_from_completion(await self.post_json(_PATH, body)):
+            payload = await self.post_json(_PATH, body)
+            try:
+                decoded = self._events_from_completion(payload)
+            except UNREADABLE as exc:
+                raise malformed(self.name, "the response", self._scrub(str(payload)), exc) from exc
+            for event in decoded:
                 yield event
             return
         state = _StreamState()
@@ -109,7 +122,12 @@ class OpenAIProvider(HTTPProvider):
                 if state.done:
                     continue
                 chunk = _loads(data, state.chunks, self._scrub)
-                for event in self._events_from_chunk(chunk, state):
+                try:
+                    decoded = self._events_from_chunk(chunk, state)
+                except UNREADABLE as exc:
+                    what = f"stream chunk {state.chunks}"
+                    raise malformed(self.name, what, self._scrub(data), exc) from exc
+                for event in decoded:
                     yield event
                 state.chunks += 1
         if not (state.done or state.finished):
@@ -118,6 +136,8 @@ class OpenAIProvider(HTTPProvider):
                 "or [DONE]; the answer is incomplete",
                 provider=self.name,
             )
+        if state.kept:
+            yield _kept_event(state.kept)
 
     def request_body(self, request: TurnRequest, *, stream: bool) -> dict[str, Any]:
         """Translate a turn request into a Chat Completions request body."""
@@ -168,9 +188,13 @@ class OpenAIProvider(HTTPProvider):
         if choices:
             choice = choices[0]
             message = choice.get("message") or {}
-            text = message.get("content") or message.get("refusal")
+            kept: dict[str, Any] = {}
+            text = _content(message.get("content"), kept) or _string(message.get("refusal"))
+            _keep_reasoning(message, kept)
             if text:
                 events.append(TextDelta(text))
+            if kept:
+                events.append(_kept_event(kept))
             for index, call in enumerate(message.get("tool_calls") or ()):
                 function = call.get("function") or {}
                 events.append(
@@ -196,7 +220,8 @@ class OpenAIProvider(HTTPProvider):
             if choice.get("index", 0) != 0:
                 continue  # only one choice is requested; ignore any others
             delta = choice.get("delta") or _EMPTY
-            text = delta.get("content") or delta.get("refusal")
+            text = _content(delta.get("content"), state.kept) or _string(delta.get("refusal"))
+            _keep_reasoning(delta, state.kept)
             if text:
                 events.append(TextDelta(text))
             calls = delta.get("tool_calls")
@@ -238,10 +263,12 @@ _EMPTY: dict[str, Any] = {}
 class _StreamState:
     """Per-turn bookkeeping while reading a stream."""
 
-    __slots__ = ("_by_id", "_named", "chunks", "done", "finished")
+    __slots__ = ("_by_id", "_named", "chunks", "done", "finished", "kept")
 
     def __init__(self) -> None:
         self.chunks = 0
+        #: Non-text content parts and reasoning text, for the message's provider_data.
+        self.kept: dict[str, Any] = {}
         self.done = False
         self.finished = False
         self._named: set[int] = set()  # indices whose id and name were already forwarded
@@ -328,6 +355,40 @@ def _message(message: Message) -> dict[str, Any]:
             ],
         }
     return {"role": role, "content": message.content}
+
+
+def _string(value: Any) -> str:
+    """A text field: a string, or absent; anything else is not understood."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _content(value: Any, kept: dict[str, Any]) -> str:
+    """The answer text of a ``content`` value; other parts of a list go to ``kept``."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if not isinstance(value, list):
+        raise TypeError(f"content is a {type(value).__name__}, not a string or a list")
+    texts: list[str] = []
+    for part in value:
+        if not isinstance(part, dict):
+            raise TypeError(f"a content part is a {type(part).__name__}, not an object")
+        if part.get("type") == "text":
+            texts.append(_string(part.get("text")))
+        else:
+            kept.setdefault("content_parts", []).append(part)
+    return "".join(texts)
+
+
+def _keep_reasoning(message: dict[str, Any], kept: dict[str, Any]) -> None:
+    reasoning = _string(message.get("reasoning_content"))
+    if reasoning:
+        kept["reasoning_content"] = kept.get("reasoning_content", "") + reasoning
+
+
+def _kept_event(kept: dict[str, Any]) -> ProviderDataEvent:
+    return ProviderDataEvent({"openai": kept})
 
 
 def _arguments(value: Any) -> str:

@@ -21,6 +21,7 @@ from agentrt.errors import (
     AuthenticationError,
     BadRequestError,
     MissingAPIKeyError,
+    ProviderError,
     RateLimitError,
     ServerError,
 )
@@ -717,3 +718,146 @@ async def test_a_model_keeps_nothing_of_a_finished_chains_history(fake_server: F
         finally:
             tracemalloc.stop()
         assert kept < 500_000, f"{kept} bytes still held after three 1 MB chains"
+
+
+# --- content as a list of parts (issue 10 point 15) ---------------------------------------
+
+THINKING = {"type": "thinking", "thinking": [{"type": "text", "text": "2 and 3 make 5"}]}
+
+
+def _sse(*chunks: dict[str, Any]) -> bytes:
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + (
+        b"data: [DONE]\n\n"
+    )
+
+
+def _chunk(delta: Any, finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def _completion(message: Any) -> bytes:
+    return json.dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        }
+    ).encode()
+
+
+def _push_answer(fake_server: FakeServer, stream: bool, *contents: Any) -> None:
+    """One answer whose ``content`` arrives as ``contents`` (one per streamed chunk)."""
+    if stream:
+        chunks = [_chunk({"role": "assistant", "content": c}) for c in contents]
+        raw = _sse(*chunks, _chunk({}, "stop"))
+        fake_server.push(Fault(raw_sse=raw))
+    else:
+        (content,) = contents
+        body = _completion({"role": "assistant", "content": content})
+        fake_server.push(
+            Fault(status=200, raw_body=body, headers={"content-type": "application/json"})
+        )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_content_as_a_list_of_thinking_and_text_parts(
+    fake_server: FakeServer, stream: bool
+) -> None:
+    if stream:
+        contents: tuple[Any, ...] = ([THINKING], [{"type": "text", "text": "The answer"}], " is 5.")
+    else:
+        contents = ([THINKING, {"type": "text", "text": "The answer is 5."}],)
+    _push_answer(fake_server, stream, *contents)
+    model = agentrt.get_async_model(
+        "openai:magistral-test", api_key=KEY, base_url=fake_server.openai_base_url
+    )
+    async with model:
+        response = model.prompt("2+3?", stream=stream)
+        assert await response.text() == "The answer is 5."
+        assert response.status == "completed"
+        assert response.message.provider_data == {"openai": {"content_parts": [THINKING]}}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_reasoning_content_is_kept_not_shown(fake_server: FakeServer, stream: bool) -> None:
+    if stream:
+        raw = _sse(
+            _chunk({"role": "assistant", "reasoning_content": "think"}),
+            _chunk({"reasoning_content": "ing", "content": "Five."}),
+            _chunk({}, "stop"),
+        )
+        fake_server.push(Fault(raw_sse=raw))
+    else:
+        body = _completion(
+            {"role": "assistant", "content": "Five.", "reasoning_content": "thinking"}
+        )
+        fake_server.push(
+            Fault(status=200, raw_body=body, headers={"content-type": "application/json"})
+        )
+    model = agentrt.get_async_model(
+        "openai:reasoner-test", api_key=KEY, base_url=fake_server.openai_base_url
+    )
+    async with model:
+        response = model.prompt("2+3?", stream=stream)
+        assert await response.text() == "Five."
+        assert response.message.provider_data == {"openai": {"reasoning_content": "thinking"}}
+
+
+UNREADABLE_CONTENT = [
+    42,
+    {"type": "text", "text": "an object, not a list"},
+    ["a bare string part"],
+    [{"type": "text", "text": 5}],
+    [{"type": "text"}, None],
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+@pytest.mark.parametrize("content", UNREADABLE_CONTENT, ids=repr)
+async def test_content_agentrt_cannot_read_fails_the_turn(
+    fake_server: FakeServer, stream: bool, content: Any
+) -> None:
+    _push_answer(fake_server, stream, content)
+    model = agentrt.get_async_model(
+        "openai:odd-test", api_key=KEY, base_url=fake_server.openai_base_url, max_retries=0
+    )
+    async with model:
+        response = model.prompt("hi", stream=stream)
+        with pytest.raises(ServerError, match="could not be interpreted"):
+            await response.text()
+        assert response.status == "failed"
+
+
+ODD_EVENTS = [
+    {"choices": "not a list"},
+    {"choices": [["not", "an", "object"]]},
+    {"choices": [{"index": 0, "delta": "text"}]},
+    {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": "f"}]}}]},
+    {"choices": [{"index": 0, "delta": {"tool_calls": 7}}]},
+    {"choices": [], "usage": {"prompt_tokens": "many"}},
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("event", ODD_EVENTS, ids=repr)
+async def test_a_stream_event_of_another_shape_is_a_provider_error(
+    fake_server: FakeServer, event: dict[str, Any]
+) -> None:
+    fake_server.push(Fault(raw_sse=_sse(event, _chunk({}, "stop"))))
+    model = agentrt.get_async_model(
+        "openai:odd-test", api_key=KEY, base_url=fake_server.openai_base_url, max_retries=0
+    )
+    async with model:
+        chain = model.chain("hi")
+        with pytest.raises(ProviderError, match="could not be interpreted"):
+            await chain.text()
+        assert chain.status == "failed"
+        assert chain.responses[0].status == "failed"

@@ -21,7 +21,15 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import pytest
-from _faultkit import TARGETS, Target, assert_pool_idle, exchanges, run_checked, wait_until
+from _faultkit import (
+    TARGETS,
+    Target,
+    assert_pool_idle,
+    client_sockets,
+    exchanges,
+    run_checked,
+    wait_until,
+)
 
 import agentrt
 from agentrt import AsyncModel, CallbackHandler
@@ -436,3 +444,27 @@ async def test_plain_break_out_of_iteration(
         assert await next_chain_is_well_formed(conversation, fake_server, target) == []
 
     await run_checked(fake_server, target.model(fake_server), scenario)
+
+
+@targets
+async def test_many_chains_cancelled_while_connecting_leave_no_socket_open(
+    fake_server: FakeServer, target: Target
+) -> None:
+    """Issue 10 point 3: cancelling 50 chains ~20 ms in leaked sockets on asyncio.
+
+    The connection attempts of ``happy_eyeballs_delay`` (CPython's staggered race) lost
+    the socket that won the race when the caller was cancelled; it stayed open until
+    garbage collection (a ``ResourceWarning``, an error under pytest).
+    """
+    fake_server.latency = 0.05
+    port = int(target.base_url(fake_server).rsplit(":", 1)[1].split("/")[0])
+    for _round in range(3):
+        model = target.model(fake_server)
+        async with model:
+            with anyio.move_on_after(0.02):
+                async with anyio.create_task_group() as tg:
+                    for n in range(50):
+                        tg.start_soon(model.chain(f"question {n}").text)
+        # The model is closed: its pool's sockets are closed; any other one leaked.
+        assert client_sockets(port) in (0, None)
+    gc.collect()  # a leaked socket would warn here (ResourceWarning is an error)

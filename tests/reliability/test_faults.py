@@ -14,7 +14,13 @@ import re
 from typing import Any
 
 import pytest
-from _faultkit import TARGETS, Target, closed_port, exchanges, run_checked
+from _faultkit import (
+    TARGETS,
+    Target,
+    closed_port,
+    exchanges,
+    run_checked,
+)
 
 import agentrt
 from agentrt import AsyncModel
@@ -136,6 +142,52 @@ async def test_max_retries_zero_disables_retries(fake_server: FakeServer, target
         with pytest.raises(ServerError):
             await model.chain("hi").text()
         assert len(fake_server.requests) == 1
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
+
+
+@targets
+@modes
+@pytest.mark.parametrize("max_retries", [0, 1])
+async def test_a_request_lost_on_a_reused_connection_counts_as_an_attempt(
+    fake_server: FakeServer, target: Target, stream: bool, max_retries: int
+) -> None:
+    """Issue 10 point 4: it was resent on a fresh connection outside ``max_retries``.
+
+    The second request goes out on the first one's keep-alive connection; the server reads
+    it and closes the connection without answering. The request was written, so sending
+    it again is a retry: with ``max_retries=0`` the server sees exactly one POST.
+    """
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Turn(text="first"), Fault(close_without_answer=True))
+        if max_retries:
+            fake_server.push(Turn(text="again"))
+        assert await model.chain("one", stream=stream).text() == "first"
+        before = len(fake_server.requests)
+        if max_retries == 0:
+            with pytest.raises(APIConnectionError, match="disconnected"):
+                await model.chain("two", stream=stream).text()
+            assert len(fake_server.requests) - before == 1
+        else:
+            assert await model.chain("two", stream=stream).text() == "again"
+            assert len(fake_server.requests) - before == 2
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=max_retries), scenario)
+
+
+@targets
+@modes
+async def test_an_idle_connection_the_server_closed_is_replaced_for_free(
+    fake_server: FakeServer, target: Target, stream: bool
+) -> None:
+    """Nothing of the request was written on it, so a fresh connection costs no retry."""
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Turn(text="first"), Turn(text="second"))
+        assert await model.chain("one", stream=stream).text() == "first"
+        assert fake_server.drop_idle_connections() == 1
+        assert await model.chain("two", stream=stream).text() == "second"
 
     await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
 

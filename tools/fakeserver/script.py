@@ -65,3 +65,6 @@ class Fault:
     #: ``text/event-stream``) instead of the rendered turn, e.g. malformed events.
     #: ``split_bytes`` and ``drop_after_bytes`` still apply.
     raw_sse: bytes | None = None
+    #: Read the request, then close the connection without sending a byte (a keep-alive
+    #: connection the server dropped after the request reached it).
+    close_without_answer: bool = False

@@ -91,6 +91,7 @@ class FakeServer:
         self._startup_error: BaseException | None = None
         self._wires: dict[str, ModuleType] = {}
         self._count = 0
+        self._waiting: set[asyncio.StreamWriter] = set()  # idle between two requests
 
     # --- public API ------------------------------------------------------------------------
 
@@ -161,6 +162,26 @@ class FakeServer:
                 loop.call_soon_threadsafe(stop_event.set)
         thread.join(10)
         self._thread = None
+
+    def drop_idle_connections(self) -> int:
+        """Close every keep-alive connection waiting for its next request; return how many.
+
+        As a server does when its keep-alive timeout expires.
+        """
+        loop = self._loop
+        if loop is None:
+            return 0
+
+        async def drop() -> int:
+            writers = list(self._waiting)
+            for writer in writers:
+                writer.close()
+            for writer in writers:  # the sockets are closed: the FIN is on its way
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+            return len(writers)
+
+        return asyncio.run_coroutine_threadsafe(drop(), loop).result(5)
 
     def __enter__(self) -> FakeServer:
         self.start()
@@ -236,7 +257,11 @@ class FakeServer:
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read one request and answer it; return whether the connection stays open."""
-        line = await reader.readline()
+        self._waiting.add(writer)
+        try:
+            line = await reader.readline()
+        finally:
+            self._waiting.discard(writer)
         if not line.strip():
             return False
         method, target, _version = line.decode("latin-1").split()
@@ -292,6 +317,9 @@ class FakeServer:
         turn = item if isinstance(item, Turn) else (fault.turn if fault else None) or Turn("ok")
         if self.latency:
             await asyncio.sleep(self.latency)
+        if fault and fault.close_without_answer:
+            writer.transport.abort()
+            raise _Dropped
         if fault and fault.delay:
             await asyncio.sleep(fault.delay)
         headers = dict(fault.headers) if fault else {}
