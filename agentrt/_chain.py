@@ -21,8 +21,10 @@ from ._response import AsyncResponse, LazyId, Status, run_to_end
 from .callbacks import DoneCallbacks, Hooks
 from .errors import CancelChain, ChainLimitError, UsageError
 from .messages import Message, StreamChunk, ToolCall, ToolResult, TurnRequest, Usage
+from .output import Done, Retry, exhausted, judge_turn
 
 if TYPE_CHECKING:
+    from .output import OutputRun
     from .providers.base import Provider
     from .tools import Tool
 
@@ -205,6 +207,9 @@ class AsyncChain:
         history: list[Message] | None = None,
         name: str | None = None,
         conversation_id: str | None = None,
+        output: OutputRun | None = None,
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> None:
         self.model = model_id
         self.name = name
@@ -229,6 +234,15 @@ class AsyncChain:
         self._runner = runner if runner is not None else ToolRunner(tools)
         self._hooks = hooks
         self._done = DoneCallbacks()
+        self._output = output
+        self._tool_choice = tool_choice
+        self._parallel_tool_calls = parallel_tool_calls
+        #: The resolved output mode (``"native"``, ``"tool"``, ``"prompted"``), or ``None``.
+        self.output_mode: str | None = output.mode if output is not None else None
+        self._request_system = output.system(system) if output is not None else system
+        if output is not None:
+            self._specs = output.tools(self._specs)
+        self._value: Any = None
 
     #: A unique id of this chain (made when first read).
     id = LazyId()
@@ -257,6 +271,25 @@ class AsyncChain:
         """
         await run_to_end(self, "chain")
         return self.final_text
+
+    async def output(self) -> Any:
+        """Run the chain if needed and return its validated output.
+
+        Without ``output_type=`` this is the final answer text, as :meth:`text`.
+
+        Raises:
+            OutputValidationError: every allowed answer failed validation (``.attempts``).
+            OutputRefusedError: the model refused.
+            CancelChain: the chain was cancelled before the model gave its output.
+        """
+        await run_to_end(self, "chain")
+        if self._output is None:
+            return self.final_text
+        if self.status != "completed":
+            if self.error is not None:
+                raise self.error
+            raise UsageError(f"the chain ended ({self.status}) before the model gave its output")
+        return self._value
 
     @property
     def final_text(self) -> str:
@@ -307,19 +340,28 @@ class AsyncChain:
         unanswered: list[ToolCall] = []
         ended_with: BaseException | None = None
         wire_cache: dict[Any, Any] = {}  # providers' encodings of this chain's messages
+        output = self._output
         last = self.max_turns - 1
         try:
             for turn in range(self.max_turns):
                 response = AsyncResponse(
                     self._provider,
                     TurnRequest(
-                        list(messages), self.system, self._specs, self._options, wire_cache
+                        list(messages),
+                        self._request_system,
+                        self._specs,
+                        self._options,
+                        wire_cache,
+                        output=output.request if output is not None else None,
+                        tool_choice=self._tool_choice,
+                        parallel_tool_calls=self._parallel_tool_calls,
                     ),
                     model=self.model,
                     stream=self._stream,
                     hooks=hooks,
                     turn=turn,
                     chain=self,
+                    output=output,
                 )
                 self.responses.append(response)
                 async with aclosing(response._run(chunks=chunks)) as turn_run:
@@ -327,6 +369,24 @@ class AsyncChain:
                         yield chunk
                 messages.append(response.message)
                 calls = response._tool_calls
+                if output is not None:
+                    verdict = judge_turn(output, response)
+                    if isinstance(verdict, Done):
+                        self._value = verdict.value
+                        response._outcome = ("value", verdict.value)
+                        if verdict.results:
+                            response.tool_results = verdict.results
+                            messages.extend(tool_messages(verdict.results))
+                        self.status = "completed"
+                        return
+                    if isinstance(verdict, Retry):
+                        response._outcome = ("error", exhausted(output.spec, [verdict.attempt]))
+                        response.tool_results = verdict.results
+                        messages.extend(tool_messages(verdict.results))
+                        messages.extend(verdict.messages)
+                        if turn == last:
+                            raise exhausted(output.spec, output.attempts)
+                        continue
                 if not calls:
                     self.status = "completed"
                     if response.finish_reason == "length":

@@ -32,8 +32,10 @@ from .messages import (
     Usage,
     UsageEvent,
 )
+from .output import OUTPUT_TOOL_NAME, judge_prompt
 
 if TYPE_CHECKING:
+    from .output import OutputRun
     from .providers.base import Provider
 
 __all__ = ["AsyncResponse", "Status", "ToolCallAssembler", "parse_arguments", "run_to_end"]
@@ -167,6 +169,7 @@ class AsyncResponse:
         hooks: Hooks,
         turn: int = 0,
         chain: Any = None,
+        output: OutputRun | None = None,
     ) -> None:
         self.model = model
         self.request = request
@@ -190,6 +193,13 @@ class AsyncResponse:
         self._text_parts: list[str] = []
         self._tool_calls: list[ToolCall] = []
         self._done = DoneCallbacks()
+        #: The output contract (``output_type=``): its own for ``model.prompt()``, the
+        #: chain's for a chain's turn.
+        self._output = output
+        #: The resolved output mode (``"native"``, ``"tool"``, ``"prompted"``), or ``None``.
+        self.output_mode: str | None = output.mode if output is not None else None
+        #: What this turn's answer came to: ``("value", v)`` or ``("error", exc)``.
+        self._outcome: tuple[str, Any] | None = None
 
     id = LazyId()
 
@@ -224,6 +234,28 @@ class AsyncResponse:
         """Run the turn if needed and return its whole text."""
         await self._consume()
         return self.text_so_far
+
+    async def output(self) -> Any:
+        """Run the turn if needed and return its validated output.
+
+        Without ``output_type=`` this is the turn's text. In a chain, the turn whose
+        answer the chain accepted returns the chain's value, and a turn whose answer
+        failed validation raises its error.
+
+        Raises:
+            OutputValidationError: the answer did not validate (``prompt()`` does not
+                retry: use ``chain()`` for retries).
+            OutputRefusedError: the model refused.
+        """
+        await self._consume()
+        if self._output is None:
+            return self.text_so_far
+        if self._outcome is None:
+            self._outcome = judge_prompt(self._output, self)
+        kind, value = self._outcome
+        if kind == "error":
+            raise value
+        return value
 
     async def tool_calls(self) -> list[ToolCall]:
         """Run the turn if needed and return the tool calls the model asked for."""
@@ -266,6 +298,8 @@ class AsyncResponse:
             await hooks.emit("on_turn_start", self)
         assembler = ToolCallAssembler()
         turn = self.turn
+        partial = self._output.partial() if self._output is not None else None
+        final_index: int | None = None  # the final-result tool call's index (tool mode)
         ended_with: BaseException | None = None
         try:
             events = self._provider.turn(self.request, stream=self._stream)
@@ -281,12 +315,31 @@ class AsyncResponse:
                         self._text_parts.append(text)
                         if chunks or hooks.on_chunk:
                             chunk = StreamChunk(content=text, turn=turn)
+                            if partial is not None and self.output_mode != "tool":
+                                chunk.partial_output = partial.feed(text)
                             if hooks.on_chunk:
                                 await hooks.emit("on_chunk", self, chunk)
                             if chunks:
                                 yield chunk
                     elif kind is ToolCallDelta:
                         assembler.add(event)  # type: ignore[arg-type]
+                        if partial is not None and self.output_mode == "tool":
+                            if event.name == OUTPUT_TOOL_NAME:  # type: ignore[union-attr]
+                                final_index = event.index  # type: ignore[union-attr]
+                            if (
+                                event.index == final_index  # type: ignore[union-attr]
+                                and event.arguments  # type: ignore[union-attr]
+                                and (chunks or hooks.on_chunk)
+                            ):
+                                chunk = StreamChunk(
+                                    content="",
+                                    turn=turn,
+                                    partial_output=partial.feed(event.arguments),  # type: ignore[union-attr]
+                                )
+                                if hooks.on_chunk:
+                                    await hooks.emit("on_chunk", self, chunk)
+                                if chunks:
+                                    yield chunk
                     elif kind is UsageEvent:
                         self.usage = event.usage  # type: ignore[union-attr]
                     elif kind is FinishEvent:
@@ -299,6 +352,8 @@ class AsyncResponse:
             self.status = "completed"
             if chunks or hooks.on_chunk:
                 final = StreamChunk(content="", finish_reason=self.finish_reason, turn=turn)
+                if partial is not None:
+                    final.partial_output = partial.value
                 if hooks.on_chunk:
                     await hooks.emit("on_chunk", self, final)
                 if chunks:

@@ -570,7 +570,7 @@ def test_exhaustion_error_carries_every_attempt() -> None:
     assert isinstance(error, OutputValidationError)
     assert isinstance(error, AgentrtError)
     assert error.attempts == attempts
-    assert "all 2 attempts" in str(error)
+    assert "in 2 attempts" in str(error)
     again = pickle.loads(pickle.dumps(error))
     assert again.attempts == attempts and str(again) == str(error)
     assert again.attempts[0].raw == "{"

@@ -65,7 +65,7 @@ def test_invalid_answers_retry_then_exhaust_with_every_attempt() -> None:
     assert "not valid JSON" in attempts[0].error
     assert "population: Field required" in attempts[1].error
     assert "name: Input should be a valid string" in attempts[2].error
-    assert "all 3 attempts" in str(info.value)
+    assert "in 3 attempts" in str(info.value)
 
 
 def test_zero_retries_fails_on_the_first_invalid_answer() -> None:

@@ -76,7 +76,7 @@ def exhausted(spec: OutputSpec, attempts: Sequence[OutputAttempt]) -> OutputVali
     last = attempts[-1].error if attempts else ""
     first_line = last.splitlines()[0] if last else "no answer"
     return OutputValidationError(
-        f"the model's answer failed validation as {spec.name} on all {count} attempt"
+        f"the model's answer failed validation as {spec.name} in {count} attempt"
         f"{'s' if count != 1 else ''} (last: {first_line}); see .attempts for each raw answer "
         "and error",
         attempts,

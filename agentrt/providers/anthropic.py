@@ -62,6 +62,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ..output import merge_body, request_fragment
 from ._wire import UNREADABLE, malformed
 
 __all__ = [
@@ -187,6 +188,8 @@ def build_request_body(model: str, request: TurnRequest, *, stream: bool) -> dic
         if key == "stop" and isinstance(value, str):
             value = [value]
         body[_OPTION_NAMES.get(key, key)] = value
+    if request.output is not None or request.tool_choice or request.parallel_tool_calls is not None:
+        merge_body(body, request_fragment(PROVIDER, request))
     if stream:
         body["stream"] = True
     return body

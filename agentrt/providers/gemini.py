@@ -59,6 +59,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ..output import merge_body, request_fragment
 from ._wire import UNREADABLE, malformed
 
 __all__ = [
@@ -228,6 +229,8 @@ def build_request_body(request: TurnRequest) -> dict[str, Any]:
     config = _generation_config(request.options)
     if config:
         body["generationConfig"] = config
+    if request.output is not None or request.tool_choice or request.parallel_tool_calls is not None:
+        merge_body(body, request_fragment("gemini", request))
     return body
 
 

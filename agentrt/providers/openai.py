@@ -43,6 +43,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ..output import merge_body, request_fragment
 from ._wire import UNREADABLE, Encoded, JSONCache, dumps, malformed
 
 __all__ = ["OpenAIProvider"]
@@ -168,6 +169,12 @@ class OpenAIProvider(HTTPProvider):
         if tools is not None:
             body["tools"] = tools
         body.update(request.options)
+        if (
+            request.output is not None
+            or request.tool_choice
+            or request.parallel_tool_calls is not None
+        ):
+            merge_body(body, request_fragment(self.name, request))
         if stream:
             body["stream"] = True
             if self.stream_usage:
@@ -189,10 +196,13 @@ class OpenAIProvider(HTTPProvider):
             choice = choices[0]
             message = choice.get("message") or {}
             kept: dict[str, Any] = {}
-            text = _content(message.get("content"), kept) or _string(message.get("refusal"))
+            refusal = _string(message.get("refusal"))
+            text = _content(message.get("content"), kept) or refusal
             _keep_reasoning(message, kept)
             if text:
                 events.append(TextDelta(text))
+            if refusal:
+                events.append(ProviderDataEvent({"refusal": refusal}))
             if kept:
                 events.append(_kept_event(kept))
             for index, call in enumerate(message.get("tool_calls") or ()):
@@ -220,10 +230,14 @@ class OpenAIProvider(HTTPProvider):
             if choice.get("index", 0) != 0:
                 continue  # only one choice is requested; ignore any others
             delta = choice.get("delta") or _EMPTY
-            text = _content(delta.get("content"), state.kept) or _string(delta.get("refusal"))
+            refusal = _string(delta.get("refusal"))
+            text = _content(delta.get("content"), state.kept) or refusal
             _keep_reasoning(delta, state.kept)
             if text:
                 events.append(TextDelta(text))
+            if refusal:
+                state.refusal += refusal
+                events.append(ProviderDataEvent({"refusal": state.refusal}))
             calls = delta.get("tool_calls")
             if calls:
                 events.extend([state.tool_delta(call) for call in calls])
@@ -263,7 +277,7 @@ _EMPTY: dict[str, Any] = {}
 class _StreamState:
     """Per-turn bookkeeping while reading a stream."""
 
-    __slots__ = ("_by_id", "_named", "chunks", "done", "finished", "kept")
+    __slots__ = ("_by_id", "_named", "chunks", "done", "finished", "kept", "refusal")
 
     def __init__(self) -> None:
         self.chunks = 0
@@ -271,6 +285,7 @@ class _StreamState:
         self.kept: dict[str, Any] = {}
         self.done = False
         self.finished = False
+        self.refusal = ""
         self._named: set[int] = set()  # indices whose id and name were already forwarded
         self._by_id: dict[str, int] = {}  # for servers that omit ``index``
 
@@ -310,7 +325,10 @@ def _message_json(cache: dict[Any, Any], message: Message) -> str:
 
 def _tools_json(cache: JSONCache, specs: list[ToolSpec]) -> str:
     """The JSON of the ``tools`` array, from the cache while the schemas are unchanged."""
-    key = ("tools", *[(spec.name, spec.description, id(spec.parameters)) for spec in specs])
+    key = (
+        "tools",
+        *[(spec.name, spec.description, id(spec.parameters), spec.strict) for spec in specs],
+    )
     schemas = [spec.parameters for spec in specs]
     entry = cache.get(key)
     if entry is not None and entry[1] == schemas:  # a schema may have been edited in place
@@ -324,14 +342,14 @@ def _tools_json(cache: JSONCache, specs: list[ToolSpec]) -> str:
 
 
 def _tool(spec: ToolSpec) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": spec.name,
-            "description": spec.description,
-            "parameters": spec.parameters,
-        },
+    function: dict[str, Any] = {
+        "name": spec.name,
+        "description": spec.description,
+        "parameters": spec.parameters,
     }
+    if spec.strict:
+        function["strict"] = True
+    return {"type": "function", "function": function}
 
 
 def _message(message: Message) -> dict[str, Any]:
