@@ -292,6 +292,11 @@ class AsyncChain:
         return self._value
 
     @property
+    def output_value(self) -> Any:
+        """The validated output once the chain completed with ``output_type=``, else ``None``."""
+        return self._value
+
+    @property
     def final_text(self) -> str:
         """The last turn's text so far (``""`` before the first turn)."""
         return self.responses[-1].text_so_far if self.responses else ""

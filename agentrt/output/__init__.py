@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ._concise import concise_schema, load_schema
 from ._extract import extract_json, partial_json
-from ._fake import render_json, render_output
+from ._fake import output_json, render_json, render_output
 from ._run import (
     Continue,
     Done,
@@ -79,6 +79,7 @@ __all__ = [
     "load_schema",
     "merge_body",
     "native_body",
+    "output_json",
     "output_spec",
     "output_tool",
     "output_tool_choice",

@@ -15,7 +15,7 @@ from ._run import OutputRequest
 from ._spec import WRAP_KEY
 from ._wire import OUTPUT_TOOL_NAME
 
-__all__ = ["render_json", "render_output"]
+__all__ = ["output_json", "render_json", "render_output"]
 
 
 def render_output(request: OutputRequest, value: Any) -> tuple[str, tuple[str, str] | None]:
@@ -56,3 +56,10 @@ def _answer(request: OutputRequest, raw: str) -> tuple[str, tuple[str, str] | No
     if request.mode == "tool":
         return "", (OUTPUT_TOOL_NAME, raw)
     return raw, None
+
+
+def output_json(value: Any) -> Any:
+    """The output as JSON-able data (for the log and the CLI record); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    return pydantic_core.to_jsonable_python(value)
