@@ -7,6 +7,8 @@ Errors::
     │   ├── UnknownModelError
     │   └── MissingAPIKeyError
     ├── ChainLimitError              max_turns reached; carries the responses so far
+    ├── OutputValidationError        output_type: every answer failed validation (.attempts)
+    ├── OutputRefusedError           output_type: the model refused (.text)
     ├── ToolError                    a tool call that could not be completed
     │   ├── ToolArgumentsError       arguments not JSON, or failed validation
     │   ├── UnknownToolError
