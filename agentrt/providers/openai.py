@@ -174,7 +174,16 @@ class OpenAIProvider(HTTPProvider):
             or request.tool_choice
             or request.parallel_tool_calls is not None
         ):
-            merge_body(body, request_fragment(self.name, request))
+            fragment = request_fragment(self.name, request)
+            schema = fragment.get("response_format")
+            if schema is not None:
+                # The same schema on every turn of a chain: encoded once per chain.
+                key = ("response_format", id(request.output))
+                text = request.wire_cache.get(key)
+                if text is None:
+                    text = request.wire_cache[key] = dumps(schema)
+                fragment["response_format"] = Encoded(text)
+            merge_body(body, fragment)
         if stream:
             body["stream"] = True
             if self.stream_usage:
