@@ -280,15 +280,20 @@ class AsyncChain:
         Raises:
             OutputValidationError: every allowed answer failed validation (``.attempts``).
             OutputRefusedError: the model refused.
-            CancelChain: the chain was cancelled before the model gave its output.
+            CancelChain: a tool or ``before_call`` ended the chain before the output.
+            UsageError: the chain was cancelled before the model gave its output.
         """
         await run_to_end(self, "chain")
         if self._output is None:
             return self.final_text
         if self.status != "completed":
-            if self.error is not None:
+            if isinstance(self.error, CancelChain):
                 raise self.error
-            raise UsageError(f"the chain ended ({self.status}) before the model gave its output")
+            # A cancellation is not re-raised outside the scope that cancelled it.
+            raise UsageError(
+                "this chain was cancelled before the model gave its output "
+                "(chain.status == 'cancelled'); there is no value to return"
+            )
         return self._value
 
     @property

@@ -246,10 +246,16 @@ class AsyncResponse:
             OutputValidationError: the answer did not validate (``prompt()`` does not
                 retry: use ``chain()`` for retries).
             OutputRefusedError: the model refused.
+            UsageError: the turn was cancelled before it ended.
         """
         await self._consume()
         if self._output is None:
             return self.text_so_far
+        if self.status != "completed":
+            raise UsageError(
+                "this turn was cancelled before the model gave its output "
+                "(response.status == 'cancelled'); there is no value to return"
+            )
         if self._outcome is None:
             self._outcome = judge_prompt(self._output, self)
         kind, value = self._outcome

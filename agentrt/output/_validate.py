@@ -73,8 +73,8 @@ def truncated_message(mode: ResolvedMode) -> str:
 def exhausted(spec: OutputSpec, attempts: Sequence[OutputAttempt]) -> OutputValidationError:
     """The error raised when every allowed attempt failed validation."""
     count = len(attempts)
-    last = attempts[-1].error if attempts else ""
-    first_line = last.splitlines()[0] if last else "no answer"
+    last = " ".join(attempts[-1].error.split()) if attempts else "no answer"
+    first_line = last if len(last) <= 160 else last[:157] + "..."
     return OutputValidationError(
         f"the model's answer failed validation as {spec.name} in {count} attempt"
         f"{'s' if count != 1 else ''} (last: {first_line}); see .attempts for each raw answer "
