@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 import pytest
 from pydantic import BaseModel
 
@@ -215,3 +216,40 @@ def test_cli_exit_code_for_output_failures() -> None:
     assert exit_code_for(OutputValidationError("x", [])) == ExitCode.OUTPUT == 8
     assert exit_code_for(OutputRefusedError("no")) == ExitCode.OUTPUT
     assert "8    the answer failed --schema validation" in EPILOG
+
+
+@pytest.mark.anyio
+async def test_output_of_a_cancelled_chain_is_a_usage_error() -> None:
+    started = anyio.Event()
+
+    async def slow(messages: list[Message], tools: list[ToolSpec]) -> str:
+        started.set()
+        await anyio.sleep_forever()
+        return ""
+
+    chain = FunctionModel(slow).chain("x", output_type=City)
+    async with anyio.create_task_group() as tg:
+
+        async def run() -> None:
+            async for _ in chain:
+                pass
+
+        tg.start_soon(run)
+        await started.wait()
+        tg.cancel_scope.cancel()
+    assert chain.status == "cancelled"
+    with pytest.raises(agentrt.UsageError, match="cancelled before the model gave its output"):
+        await chain.output()
+
+
+@pytest.mark.anyio
+async def test_cancel_chain_from_a_tool_is_raised_by_output() -> None:
+    @tool
+    def stop() -> str:
+        """Stop."""
+        raise agentrt.CancelChain("enough")
+
+    model = FunctionModel(lambda m, t: ModelTurn(tool_calls=[call("stop")]))
+    chain = model.chain("x", tools=[stop], output_type=City)
+    with pytest.raises(agentrt.CancelChain, match="enough"):
+        await chain.output()
