@@ -351,6 +351,9 @@ class AsyncChain:
         ended_with: BaseException | None = None
         wire_cache: dict[Any, Any] = {}  # providers' encodings of this chain's messages
         output = self._output
+        # A forcing choice ("required", a tool's name) holds until the model called a tool,
+        # then turns are "auto" again: forced on every turn, the model could never answer.
+        tool_choice = self._tool_choice
         last = self.max_turns - 1
         try:
             for turn in range(self.max_turns):
@@ -363,7 +366,7 @@ class AsyncChain:
                         self._options,
                         wire_cache,
                         output=output.request if output is not None else None,
-                        tool_choice=self._tool_choice,
+                        tool_choice=tool_choice,
                         parallel_tool_calls=self._parallel_tool_calls,
                     ),
                     model=self.model,
@@ -397,6 +400,9 @@ class AsyncChain:
                         if turn == last:
                             raise exhausted(output.spec, output.attempts)
                         continue
+                    response._outcome = ("error", UsageError(_NO_OUTPUT.format(turn=turn)))
+                if calls and tool_choice not in (None, "auto", "none"):
+                    tool_choice = None
                 if not calls:
                     self.status = "completed"
                     if response.finish_reason == "length":
@@ -443,6 +449,12 @@ class AsyncChain:
     def __repr__(self) -> str:
         named = f" {self.name!r}" if self.name else ""
         return f"<AsyncChain{named} {self.model} turns={len(self.responses)} status={self.status}>"
+
+
+_NO_OUTPUT = (
+    "turn {turn} of its chain asked for tools and gave no output: the chain's output is "
+    "await chain.output()"
+)
 
 
 def _warn_truncated(chain: AsyncChain) -> None:

@@ -357,3 +357,42 @@ def test_sync_facade(server: FakeServer) -> None:
         server.push(_answer("tool", VALID))
         response = model.prompt("Which city?", output_type=City)
         assert response.output() == OSLO
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_forcing_tool_choice_holds_until_a_tool_was_called(
+    server: FakeServer, provider: str
+) -> None:
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    server.push(Turn(tool_calls=[ScriptedToolCall("add", '{"a": 1, "b": 2}')]), Turn(text="3"))
+    async with _model(server, provider, False) as model:
+        assert await model.chain("go", tools=[add], tool_choice="add").text() == "3"
+    first, second = (r.json for r in server.requests)
+    key = "toolConfig" if provider == "gemini" else "tool_choice"
+    assert key in first
+    assert key not in second  # "auto" again: the model may answer
+
+
+async def test_tool_mode_keeps_its_own_choice_after_a_forced_first_turn(
+    server: FakeServer,
+) -> None:
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    server.push(
+        Turn(tool_calls=[ScriptedToolCall("add", '{"a": 1, "b": 2}')]), _answer("tool", VALID)
+    )
+    async with _model(server, "openai", False) as model:
+        chain = model.chain(
+            "go", tools=[add], output_type=City, output_mode="tool", tool_choice="add"
+        )
+        assert await chain.output() == OSLO
+    first, second = (r.json for r in server.requests)
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "add"}}
+    assert second["tool_choice"] == "required"
+    with pytest.raises(UsageError, match="asked for tools and gave no output"):
+        await chain.responses[0].output()

@@ -161,7 +161,9 @@ def test_tool_choice_may_name_the_final_tool_in_tool_mode() -> None:
     run = OutputRun(
         City, "tool", provider="openai", tool_names=["add"], tool_choice=OUTPUT_TOOL_NAME
     )
-    assert run.request.tool_choice == OUTPUT_TOOL_NAME
+    assert run.request.tool_choice == "required"  # the mode's; the caller's goes on the request
+    with pytest.raises(UsageError, match="could not call the final-result tool"):
+        OutputRun(City, "tool", provider="openai", tool_choice="none")
 
 
 def test_partial_output_unwraps_and_grows() -> None:

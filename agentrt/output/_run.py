@@ -52,7 +52,8 @@ class OutputRequest:
     Attributes:
         spec: the output spec (its schema and dialects).
         mode: the resolved mode.
-        tool_choice: the ``tool_choice`` to send (``None``: the provider's default).
+        tool_choice: the mode's ``tool_choice`` (``tool`` mode: the final-result tool, or
+            "required" beside other tools), sent when the request names none.
     """
 
     spec: OutputSpec
@@ -131,9 +132,14 @@ class OutputRun:
                 )
             names.append(OUTPUT_TOOL_NAME)
         check_tool_choice(tool_choice, names)
-        if self.mode == "tool" and tool_choice is None:
-            tool_choice = output_tool_choice(tool_names)
-        self.request = OutputRequest(self.spec, self.mode, tool_choice)
+        if self.mode == "tool" and tool_choice == "none":
+            raise UsageError(
+                "tool_choice='none' with output_mode='tool': the model could not call the "
+                "final-result tool; use output_mode='native' or 'prompted'"
+            )
+        # The mode's own choice; a caller's tool_choice travels on the request and wins.
+        mode_choice = output_tool_choice(tool_names) if self.mode == "tool" else None
+        self.request = OutputRequest(self.spec, self.mode, mode_choice)
         self.attempts: list[OutputAttempt] = []
 
     # --- what each request carries ---------------------------------------------------------
