@@ -146,6 +146,9 @@ def test_non_object_types_are_wrapped_for_providers() -> None:
         validate_answer(spec, "[1, 2]", mode="native", provider="openai")
     # prompted answers may use the wrapper too
     assert validate_answer(spec, '{"result": [1]}', mode="prompted", provider="x") == [1]
+    # ...unless {"result": ...} is the value itself
+    loose = output_spec(dict[str, int])
+    assert validate_answer(loose, '{"result": 3}', mode="prompted", provider="x") == {"result": 3}
 
 
 def test_json_schema_dict_is_validated_with_jsonschema() -> None:

@@ -37,8 +37,12 @@ def validate_answer(spec: OutputSpec, raw: str, *, mode: ResolvedMode, provider:
     value = extract_json(raw)
     if mode == "prompted":
         # The prompt shows the type's own schema; a model may still answer with the wrapper.
-        wrapped = spec.wrapped and isinstance(value, dict) and set(value) == {WRAP_KEY}
-        return spec.validate_value(value, wrapped=wrapped)
+        if spec.wrapped and isinstance(value, dict) and set(value) == {WRAP_KEY}:
+            try:
+                return spec.validate_value(value, wrapped=True)
+            except OutputInvalid:
+                pass  # {"result": ...} may be the value itself (a dict output)
+        return spec.validate_value(value, wrapped=False)
     if provider in _DIALECT_PROVIDERS:
         value = dialect(spec, provider).normalize(value)  # type: ignore[arg-type]
     return spec.validate_value(value, wrapped=True)
