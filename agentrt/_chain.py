@@ -135,11 +135,11 @@ def cancelled_results(
 
 def limit_message(max_turns: int, unrun: int) -> str:
     """The ``ChainLimitError`` message."""
-    calls = f"{unrun} tool call" + ("" if unrun == 1 else "s")
+    calls = "1 tool call was" if unrun == 1 else f"{unrun} tool calls were"
     return (
         f"the chain reached max_turns={max_turns} (model calls) while the model still asked "
-        f"for tools; the last turn's {calls} were not run, since no turn was left to read "
-        "their results; pass a larger max_turns= or look at error.responses"
+        f"for tools; the last turn's {calls} not run, since no turn was left to read the "
+        "results; pass a larger max_turns= or look at error.responses"
     )
 
 

@@ -8,6 +8,7 @@ cancellation, before the exception (if any) reaches the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -16,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .callbacks import DoneCallbacks, Hooks, record_usage
+from .callbacks import NO_HOOKS, DoneCallbacks, Hooks, record_usage, retry_notifier
 from .errors import UsageError
 from .messages import (
     FinishEvent,
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from .providers.base import Provider
 
 __all__ = ["AsyncResponse", "Status", "ToolCallAssembler", "parse_arguments", "run_to_end"]
+
+#: Whether ``TurnRequest`` has the ``on_retry`` field the HTTP layer calls before a retry.
+_REQUEST_HAS_ON_RETRY = any(f.name == "on_retry" for f in dataclasses.fields(TurnRequest))
 
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
 C = TypeVar("C", bound=Callable[..., Any])
@@ -300,6 +304,8 @@ class AsyncResponse:
         hooks = self._hooks
         started = time.perf_counter()
         self.started_at = time.time()
+        if hooks.retry_handlers and _REQUEST_HAS_ON_RETRY:
+            self.request.on_retry = retry_notifier(self, hooks.retry_handlers)  # type: ignore[attr-defined]
         if hooks.on_turn_start:
             await hooks.emit("on_turn_start", self)
         assembler = ToolCallAssembler()
@@ -381,8 +387,32 @@ class AsyncResponse:
             record_usage(self.model, self.usage)
         await self._hooks.end(self, error, "on_turn_end", self._done)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (e.g. inside a ChainLimitError sent to another process) as a finished
+        # copy: its results, without the provider, hooks or chain it ran with.
+        state = {k: v for k, v in self.__dict__.items() if k not in _UNPICKLED}
+        request = self.request
+        state["request"] = TurnRequest(
+            list(request.messages), request.system, list(request.tools), dict(request.options)
+        )
+        return (_detached_response, (state,))
+
     def __repr__(self) -> str:
         return f"<AsyncResponse {self.model} turn={self.turn} status={self.status}>"
+
+
+_UNPICKLED = frozenset({"_provider", "_hooks", "_chain", "_done", "request"})
+
+
+def _detached_response(state: dict[str, Any]) -> AsyncResponse:
+    response = AsyncResponse.__new__(AsyncResponse)
+    response.__dict__.update(state)
+    response._provider = None  # type: ignore[assignment]
+    response._hooks = NO_HOOKS
+    response._chain = None
+    done = response._done = DoneCallbacks()
+    done._done = True  # it ended before it was pickled
+    return response
 
 
 def _normalise_finish(reason: FinishReason | None, has_calls: bool) -> FinishReason:

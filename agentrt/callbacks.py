@@ -27,7 +27,17 @@ from .messages import Usage
 if TYPE_CHECKING:
     from .messages import StreamChunk, ToolCall, ToolResult
 
-__all__ = ["CallbackHandler", "DoneCallbacks", "Hooks", "UsageTracker", "track_usage"]
+__all__ = [
+    "CallbackHandler",
+    "DoneCallbacks",
+    "Hooks",
+    "UsageTracker",
+    "add_global_handler",
+    "global_handlers",
+    "remove_global_handler",
+    "retry_notifier",
+    "track_usage",
+]
 
 logger = logging.getLogger("agentrt")
 
@@ -44,7 +54,40 @@ HOOK_NAMES = (
     "on_tool_error",
     "on_chain_end",
     "on_error",
+    "on_retry",
 )
+
+#: Handlers included in every chain and prompt made while they are registered.
+_global_handlers: tuple[CallbackHandler, ...] = ()
+
+
+def add_global_handler(handler: CallbackHandler) -> None:
+    """Include ``handler`` in every chain and prompt of every model created from now on.
+
+    Adding the same handler twice has no further effect. Used by integrations (tracing)
+    that observe everything without being passed to each call.
+
+    Raises:
+        UsageError: ``handler`` is not a ``CallbackHandler``.
+    """
+    global _global_handlers
+    if not isinstance(handler, CallbackHandler):
+        from .errors import UsageError
+
+        raise UsageError(f"add_global_handler() takes a CallbackHandler instance, got {handler!r}")
+    if handler not in _global_handlers:
+        _global_handlers = (*_global_handlers, handler)
+
+
+def remove_global_handler(handler: CallbackHandler) -> None:
+    """Stop including ``handler`` in chains and prompts created from now on (no error if absent)."""
+    global _global_handlers
+    _global_handlers = tuple(h for h in _global_handlers if h is not handler)
+
+
+def global_handlers() -> tuple[CallbackHandler, ...]:
+    """The handlers registered with :func:`add_global_handler`, in order."""
+    return _global_handlers
 
 
 def is_async_callable(cb: Any) -> bool:
@@ -103,6 +146,10 @@ class CallbackHandler:
     - ``on_tool_end(response, call, result)`` / ``on_tool_error(response, call, result)``
       (``result.error`` holds the exception of a failed call)
     - ``on_error(owner, error)``: a chain or turn failed (owner is the chain or response)
+    - ``on_retry(response, attempt, error, delay)``: the HTTP layer is about to wait
+      ``delay`` seconds and send the request again (``attempt`` 1 is the first retry)
+      after ``error``; called synchronously on the loop, so keep it quick (an
+      ``async def`` hook is started as a task and not awaited)
 
     An exception raised by a hook is logged and ignored.
     """
@@ -134,11 +181,14 @@ class CallbackHandler:
     def on_error(self, owner: Any, error: BaseException) -> Any:
         """Handle a failed chain or turn."""
 
+    def on_retry(self, response: Any, attempt: int, error: BaseException, delay: float) -> Any:
+        """Handle a request about to be retried after ``delay`` seconds."""
+
 
 class Hooks:
     """The handlers' overridden hooks, each a tuple of async callables (empty when unused)."""
 
-    __slots__ = (*HOOK_NAMES, "has_async")
+    __slots__ = (*HOOK_NAMES, "has_async", "retry_handlers")
 
     on_chain_start: tuple[AsyncCallback, ...]
     on_turn_start: tuple[AsyncCallback, ...]
@@ -149,10 +199,16 @@ class Hooks:
     on_tool_error: tuple[AsyncCallback, ...]
     on_chain_end: tuple[AsyncCallback, ...]
     on_error: tuple[AsyncCallback, ...]
+    on_retry: tuple[AsyncCallback, ...]
+    #: The ``on_retry`` methods as defined (called synchronously by the HTTP layer).
+    retry_handlers: tuple[Callable[..., Any], ...]
 
     def __init__(self, handlers: Iterable[CallbackHandler] = (), on_chunk: Any = None) -> None:
         handlers = tuple(handlers)
         self.has_async = False
+        self.retry_handlers = tuple(
+            h.on_retry for h in handlers if type(h).on_retry is not CallbackHandler.on_retry
+        )
         for name in HOOK_NAMES:
             found = []
             for handler in handlers:
@@ -213,14 +269,46 @@ class Hooks:
 
     @classmethod
     def combine(cls, *groups: Iterable[CallbackHandler], on_chunk: Any = None) -> Hooks:
-        """Build hooks from several handler lists (model-level first, then per call)."""
-        handlers = [h for group in groups for h in group]
+        """Build hooks from the global handlers and several lists (model first, then call)."""
+        handlers = [*_global_handlers, *(h for group in groups for h in group)]
         if not handlers and on_chunk is None:
             return NO_HOOKS
         return cls(handlers, on_chunk)
 
 
 NO_HOOKS = Hooks()
+
+
+def retry_notifier(owner: Any, handlers: tuple[Callable[..., Any], ...]) -> Callable[..., None]:
+    """A sync ``on_retry(attempt, error, delay)`` calling each handler with ``owner``.
+
+    Each handler is isolated (an exception is logged); an async one is started as a task
+    of the running loop.
+    """
+
+    def on_retry(attempt: int, error: BaseException, delay: float) -> None:
+        for cb in handlers:
+            _call_retry_hook(cb, owner, attempt, error, delay)
+
+    return on_retry
+
+
+def _call_retry_hook(cb: Callable[..., Any], *args: Any) -> None:
+    try:
+        result = cb(*args)
+        if inspect.isawaitable(result):
+            spawn_detached(_await_isolated, result, cb)
+    except Exception:
+        logger.exception("agentrt callback %s raised; continuing", _name(cb))
+
+
+async def _await_isolated(awaitable: Awaitable[Any], cb: Any) -> None:
+    try:
+        await awaitable
+    except Exception:
+        logger.exception("agentrt callback %s raised; continuing", _name(cb))
+
+
 _NO_SHIELD = contextlib.nullcontext()
 
 

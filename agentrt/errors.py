@@ -61,8 +61,24 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Recreate a pickled agentrt exception without calling its ``__init__``."""
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
 class AgentrtError(Exception):
-    """Base class of every agentrt exception."""
+    """Base class of every agentrt exception.
+
+    Every agentrt exception survives ``pickle`` with its message and attributes (errors
+    cross process boundaries in batch runners and worker pools), whatever the arguments
+    of its ``__init__``.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class UsageError(AgentrtError):
@@ -90,7 +106,8 @@ class ChainLimitError(AgentrtError):
 
     def __init__(self, message: str, responses: Sequence[Any]) -> None:
         super().__init__(message)
-        #: The ``Response`` of every turn that ran.
+        #: The ``Response`` of every turn that ran (pickled as finished copies with their
+        #: text, usage, tool calls and results, detached from the model).
         self.responses = list(responses)
 
 

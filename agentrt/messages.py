@@ -97,6 +97,10 @@ class ToolResult(BaseModel):
     content: str
     is_error: bool = False
     duration: float = 0.0
+    #: JSON-able data for the application beside ``content`` (e.g. MCP structuredContent).
+    structured: Any = None
+    #: The exception class name when the call failed, e.g. ``"ValueError"``.
+    error_type: str | None = None
     #: The exception behind an error result; kept for callers, never serialised.
     error: BaseException | None = Field(default=None, exclude=True, repr=False)
 

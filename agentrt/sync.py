@@ -15,6 +15,7 @@ import threading
 import types
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -91,6 +92,21 @@ async def _next_or_end(iterator: Any) -> Any:
         return _END
 
 
+#: How long an interrupted call waits for a task it could not be sure was spawned.
+_SPAWN_WAIT = 1.0
+
+
+class _Call:
+    """One blocking call's link to its task: its cancel scope, and whether it ended."""
+
+    __slots__ = ("cancelled", "ended", "scope")
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.scope: anyio.CancelScope | None = None
+        self.ended = threading.Event()
+
+
 class _LoopThread:
     """An event loop in a daemon thread, reached through a blocking portal."""
 
@@ -124,21 +140,33 @@ class _LoopThread:
         re-raises the interrupt.
         """
         assert self.portal is not None
-        ended = threading.Event()
+        portal = self.portal
+        call = _Call()
 
         async def run() -> T:
             try:
-                return await _in_context(ctx, fn, *args)
+                with anyio.CancelScope() as scope:
+                    call.scope = scope
+                    if call.cancelled:  # interrupted before this task started
+                        scope.cancel()
+                    return await _in_context(ctx, fn, *args)
+                raise anyio.get_cancelled_exc_class()  # cancelled before it ran
             finally:
-                ended.set()
+                call.ended.set()
 
-        future = self.portal.start_task_soon(run)
+        future: Future[T] | None = None
         try:
+            future = portal.start_task_soon(run)
             return future.result()
         except BaseException:
-            if not future.done():
-                future.cancel()  # anyio cancels the task's scope on the loop
-                ended.wait()  # a second Ctrl-C interrupts this wait
+            if future is None or not future.done():
+                call.cancelled = True
+                scope = call.scope
+                if scope is not None:
+                    portal.call(scope.cancel)
+                # Wait for the call to end (a second Ctrl-C interrupts this). When the
+                # interrupt came before the task was spawned, it may never run: bounded.
+                call.ended.wait(None if future is not None else _SPAWN_WAIT)
             raise
 
     def iterate(self, aiterable: Any) -> Iterator[Any]:
@@ -159,15 +187,26 @@ class _LoopThread:
                 # the pending step): close the stream so the turn ends (cancelled).
                 self._call(ctx, iterator.aclose)
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop the loop, cancelling what still runs on it (nothing should).
+
+        Args:
+            wait: wait for the thread to end; a model collected without ``close()``
+                does not, since garbage collection may run anywhere.
+        """
         if threading.current_thread() is self.thread:
             # Collected on its own loop (from a callback): cannot block here. The daemon
             # thread ends with the interpreter.
             return
-        if self.portal is not None and self.thread.is_alive():
-            # Cancel what still runs (nothing should): stopping must not wait on it.
-            self.portal.call(self.portal.stop, True)
-        self.thread.join(timeout=5)
+        if self.portal is None or not self.thread.is_alive():
+            return
+        try:
+            stopping = self.portal.start_task_soon(self.portal.stop, True)
+        except RuntimeError:  # the portal already stopped
+            return
+        if wait:
+            stopping.result()
+            self.thread.join(timeout=5)
 
 
 class _Wrapper(Generic[W]):
@@ -282,7 +321,7 @@ class Model:
             with self._lock:
                 if self._thread is None:
                     self._thread = _LoopThread()
-                    weakref.finalize(self, _LoopThread.stop, self._thread)
+                    weakref.finalize(self, self._thread.stop, wait=False)
         return self._thread
 
     def prompt(

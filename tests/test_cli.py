@@ -153,7 +153,7 @@ def test_json_record(env: dict[str, str], tmp_path: Path) -> None:
         (
             ["chain", "hi", "-T", "calculator", "--max-turns", "1"],
             ExitCode.CHAIN_LIMIT,
-            "reached max_turns=1",
+            "reached --max-turns 1",
         ),
         (["chain"], ExitCode.USAGE, "no prompt"),
         (["chain", "hi", "--functions", "missing.py"], ExitCode.USAGE, "no such file"),

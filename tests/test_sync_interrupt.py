@@ -7,6 +7,7 @@ SIGINT to a script.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -24,7 +25,24 @@ import pytest
 from agentrt import CallbackHandler, Message, SQLiteLogger, get_model, tool
 from agentrt.testing import FunctionModel, ModelTurn, call
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+    pytest.mark.usefixtures("no_gc_finalizers"),
+]
+
+
+@pytest.fixture
+def no_gc_finalizers() -> Iterator[None]:
+    # The signal must land in the call under test, not in a finalizer of an earlier
+    # test's garbage that the cyclic collector happens to run meanwhile (an exception in
+    # a finalizer is printed, not raised).
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
 
 WAIT = 10.0  # bound on every wait; none is reached when the code works
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -27,7 +28,7 @@ from ..output import load_schema, output_spec
 from ..toolbox import HTTP_ALLOW_ENV, allowed_hosts_from_env, bundled_tool
 from ..toolbox.registry import ToolSettings
 from ..tools import collect_tools
-from .exit_codes import CLIError, ExitCode, exit_code_for
+from .exit_codes import CLIError, ExitCode, cli_message, exit_code_for
 from .functions import load_functions
 from .render import ChainDisplay, TextWriter, chain_record, usage_line
 
@@ -160,11 +161,16 @@ class ChainRun:
             sys.stdout.flush()
         elif chain is not None and (chain.usage is not None or error is None):
             self.display.line(usage_line(chain.usage, len(chain.responses)))
+        if chain is not None and chain.truncated:
+            self.display.line(
+                "agentrt: warning: the answer was cut by the model's token limit "
+                "(finish reason 'length'); it is incomplete"
+            )
         if code == ExitCode.INTERRUPTED:
             logged = " and logged as cancelled" if self.logger is not None else ""
             self.display.line(f"agentrt: interrupted; the chain was stopped{logged}")
         elif error is not None:
-            self.display.line(f"agentrt: error: {error}")
+            self.display.line(f"agentrt: error: {cli_message(error)}")
         elif chain is not None and chain.status == "cancelled" and chain.error is not None:
             self.display.line(f"agentrt: the chain was cancelled: {chain.error}")
 
@@ -174,7 +180,7 @@ def _error_record(error: BaseException | None, code: ExitCode) -> dict[str, Any]
         return {"type": "KeyboardInterrupt", "message": "interrupted", "exit_code": int(code)}
     if error is None:
         return None
-    return {"type": type(error).__name__, "message": str(error), "exit_code": int(code)}
+    return {"type": type(error).__name__, "message": cli_message(error), "exit_code": int(code)}
 
 
 def run_chain(args: argparse.Namespace) -> int:
@@ -197,7 +203,11 @@ def run_chain(args: argparse.Namespace) -> int:
                 message = f"--schema: {message}"
             raise CLIError(message, ExitCode.USAGE) from exc
     model_id = args.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
-    model = get_async_model(model_id, stream=not args.no_stream)
+    model = get_async_model(model_id, base_url=args.base_url, stream=not args.no_stream)
+    # What the library logs (a truncated answer, a failed tool) the command line shows in
+    # its own words on stderr; without this, logging's last-resort handler would print
+    # the library's records too.
+    logging.getLogger("agentrt").addHandler(logging.NullHandler())
     logger = open_logger(args)
     run = ChainRun(args, model, prompt, tools, logger, schema)
     code = ExitCode.OK

@@ -16,7 +16,7 @@ from ..errors import (
     UsageError,
 )
 
-__all__ = ["EPILOG", "CLIError", "ExitCode", "exit_code_for"]
+__all__ = ["EPILOG", "CLIError", "ExitCode", "cli_message", "exit_code_for"]
 
 
 class ExitCode(IntEnum):
@@ -47,9 +47,34 @@ _MEANINGS = {
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); the chain is logged as cancelled",
 }
 
-EPILOG = "exit codes:\n" + "\n".join(
-    f"  {int(code):<4} {meaning}" for code, meaning in _MEANINGS.items()
+EPILOG = (
+    "exit codes:\n"
+    + "\n".join(f"  {int(code):<4} {meaning}" for code, meaning in _MEANINGS.items())
+    + "\n\nenvironment:\n"
+    "  OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY   provider keys (never a flag)\n"
+    "  OPENAI_BASE_URL, ANTHROPIC_BASE_URL, GOOGLE_GEMINI_BASE_URL   API roots (or --base-url)\n"
+    "  AGENTRT_MODEL   the default model; AGENTRT_LOGS_PATH   the log database"
 )
+
+#: Library parameter names as the command line spells them.
+_FLAGS = (
+    ("max_turns=", "--max-turns "),
+    ("base_url=", "--base-url "),
+    ("system=", "--system "),
+)
+
+
+def cli_message(error: BaseException) -> str:
+    """The message of ``error`` in the command line's terms (flags and variables)."""
+    if isinstance(error, MissingAPIKeyError):
+        return (
+            f"no API key for {error.provider}: set the {error.env_var} environment variable "
+            "(the command line reads keys only from the environment)"
+        )
+    message = str(error)
+    for parameter, flag in _FLAGS:
+        message = message.replace(parameter, flag)
+    return message.replace(" or look at error.responses", " or look at the log (agentrt logs)")
 
 
 class CLIError(Exception):

@@ -14,6 +14,13 @@ from .chain_cmd import DEFAULT_MODEL, MODEL_ENV
 
 __all__ = ["run_models", "run_tools"]
 
+#: The variable each provider reads its API root from (``--base-url`` overrides it).
+BASE_URL_ENV = {
+    "openai": "OPENAI_BASE_URL",
+    "anthropic": "ANTHROPIC_BASE_URL",
+    "gemini": "GOOGLE_GEMINI_BASE_URL",
+}
+
 
 def run_models(args: argparse.Namespace) -> int:
     """List the providers, their model-id form and whether their key is set (never the key)."""
@@ -25,6 +32,8 @@ def run_models(args: argparse.Namespace) -> int:
                 "model_id": prefix if env_var is None else f"{prefix}:<name>",
                 "key_env": env_var,
                 "key_set": None if env_var is None else bool(os.environ.get(env_var)),
+                "base_url_env": BASE_URL_ENV.get(prefix),
+                "base_url": os.environ.get(BASE_URL_ENV.get(prefix, "")) or None,
             }
         )
     default = os.environ.get(MODEL_ENV) or DEFAULT_MODEL
@@ -36,8 +45,14 @@ def run_models(args: argparse.Namespace) -> int:
             key = "no key needed"
         else:
             key = f"{row['key_env']} is {'set' if row['key_set'] else 'not set'}"
+            if row["base_url"]:
+                key += f"; {row['base_url_env']}={row['base_url']}"
         print(f"{row['provider']:<10} {row['model_id']:<18} {key}")
     print(f"\ndefault model: {default} (set {MODEL_ENV} or pass -m to change it)")
+    print(
+        "keys come from the variables above; API roots from OPENAI_BASE_URL, "
+        "ANTHROPIC_BASE_URL, GOOGLE_GEMINI_BASE_URL or agentrt chain --base-url"
+    )
     return 0
 
 

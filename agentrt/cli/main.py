@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from .. import __version__
 from ..errors import AgentrtError
 from .chain_cmd import MODEL_ENV, run_chain
-from .exit_codes import EPILOG, CLIError, ExitCode, exit_code_for
+from .exit_codes import EPILOG, CLIError, ExitCode, cli_message, exit_code_for
 from .info_cmds import run_models, run_tools
 from .logs_cmd import run_logs
 
@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.py",
         help="offer the public functions and tools defined in a Python file (repeatable)",
     )
+    chain.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the provider's API root, e.g. http://127.0.0.1:8000/v1 for an OpenAI-compatible "
+        "server (default: $OPENAI_BASE_URL, $ANTHROPIC_BASE_URL or $GOOGLE_GEMINI_BASE_URL, "
+        "else the vendor's URL); the key comes from the provider's variable, e.g. "
+        "$OPENAI_API_KEY",
+    )
     chain.add_argument("-s", "--system", help="system prompt")
     chain.add_argument(
         "--max-turns",
@@ -139,5 +147,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("agentrt: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except (CLIError, AgentrtError) as exc:
-        print(f"agentrt: error: {exc}", file=sys.stderr)
+        print(f"agentrt: error: {cli_message(exc)}", file=sys.stderr)
         return int(exit_code_for(exc))

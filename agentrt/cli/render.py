@@ -1,7 +1,8 @@
 """What ``agentrt chain`` shows: the answer on stdout, the rest on stderr, or JSON.
 
-stdout carries only the answer, so ``agentrt chain ... > answer.txt`` captures exactly it;
-everything about the run goes to stderr, one short line per event.
+stdout carries only the model's text: every turn's text as it streams, each turn on its own
+line(s), so the last one is the final answer (``--json``'s ``text``); everything about the
+run goes to stderr, one short line per event.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ def chain_record(
         "chain_id": chain.id,
         "model": chain.model,
         "status": chain.status,
+        "truncated": chain.truncated,
         "text": chain.responses[-1].text_so_far if chain.responses else "",
         "output_mode": chain.output_mode,
         "output": output_json(chain.output_value),

@@ -4,9 +4,11 @@ It is not a language model. Its rules, which the README documents:
 
 - The request offers tools and the conversation has no tool results since the last user
   message: it calls every tool once, all in one turn. Arguments come from the first JSON
-  object in the last user message (keys that match a tool's parameters), and the rest is
-  built from the schema: the default, else the first enum value, else ``1`` for numbers,
-  ``"example"`` for strings, ``true``, ``[]`` or ``{}``.
+  object in the last user message (keys that match a tool's parameters); when it holds
+  none, the numbers in the message fill the tool's number parameters in order ("What is
+  2+3?" calls ``add(a=2, b=3)``). The rest is built from the schema: the default, else the
+  first enum value, else ``1`` for numbers, ``"example"`` for strings, ``true``, ``[]`` or
+  ``{}``.
 - The conversation ends with tool results: it answers with a summary of each call and
   its result.
 - Otherwise it answers by quoting the last user message.
@@ -108,8 +110,12 @@ def decide(request: TurnRequest) -> tuple[str, list[tuple[str, str]]]:
             return _output(output, messages)
         return _summary(messages), []
     if tools:
-        given = _json_object(_last_user_text(messages))
-        return "", [(t.name, json.dumps(_arguments(t, given))) for t in tools]
+        text = _last_user_text(messages)
+        given = _json_object(text)
+        numbers = [] if given else _NUMBER.findall(text)
+        return "", [
+            (t.name, json.dumps(_arguments(t, given or _numbered(t, numbers)))) for t in tools
+        ]
     if output is not None:
         return _output(output, messages)
     prompt = _last_user_text(messages).strip()
@@ -120,11 +126,12 @@ def decide(request: TurnRequest) -> tuple[str, list[tuple[str, str]]]:
 
 def _output(output: Any, messages: list[Message]) -> tuple[str, list[tuple[str, str]]]:
     """The output answer: built from the schema like tool arguments (see module docstring)."""
-    schema = output.spec.object_schema
-    given = _json_object(_last_user_text(messages))
-    data = _arguments(ToolSpec("output", "", schema), given)
-    text, final = render_json(output, data, wrapped=True)
-    return text, [final] if final is not None else []
+    spec = ToolSpec("output", "", output.spec.object_schema)
+    text = _last_user_text(messages)
+    given = _json_object(text)
+    data = _arguments(spec, given or _numbered(spec, [] if given else _NUMBER.findall(text)))
+    answer, final = render_json(output, data, wrapped=True)
+    return answer, [final] if final is not None else []
 
 
 def _turn_number(request: TurnRequest) -> int:
@@ -148,6 +155,27 @@ def _json_object(text: str) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
     return {}
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def _numbered(spec: ToolSpec, numbers: list[str]) -> dict[str, Any]:
+    """The numbers of the prompt, in order, for the tool's number parameters."""
+    properties: dict[str, Any] = spec.parameters.get("properties", {})
+    args: dict[str, Any] = {}
+    pending = iter(numbers)
+    for name, schema in properties.items():
+        kind = schema.get("type")
+        if kind not in ("integer", "number"):
+            continue
+        number = next(pending, None)
+        if number is None:
+            break
+        value = float(number)
+        # A fraction for an integer parameter stays a fraction: validation tells the model.
+        args[name] = int(value) if value.is_integer() else value
+    return args
 
 
 def _arguments(spec: ToolSpec, given: dict[str, Any]) -> dict[str, Any]:
