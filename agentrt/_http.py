@@ -50,6 +50,7 @@ from .errors import (
     ProviderError,
     RateLimitError,
     ServerError,
+    UsageError,
 )
 from .providers._wire import JSONCache, encode_body
 from .providers.base import Provider
@@ -60,6 +61,7 @@ __all__ = [
     "HTTPProvider",
     "SSEEvent",
     "SSEParser",
+    "WholeAnswer",
     "make_client",
 ]
 
@@ -134,9 +136,13 @@ class HTTPProvider(Provider):
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         self.api_key = SecretStr(api_key)
+        where = "base_url"
         if base_url is None and self.env_base_url:
             base_url = os.environ.get(self.env_base_url) or None
-        self.base_url = (base_url or self.default_base_url).rstrip("/")
+            where = f"the {self.env_base_url} environment variable"
+        if base_url is None:
+            base_url = self.default_base_url
+        self.base_url = _checked_base_url(base_url, where, self)
         self.timeout = timeout
         self.max_retries = max_retries
         self._limits = limits
@@ -311,10 +317,14 @@ class HTTPProvider(Provider):
             chunks: AsyncIterator[bytes] | None = None
             try:
                 if isinstance(response, RawResponse):
+                    content_type = _header(response.headers, b"content-type")
                     chunks = response.body.__aiter__()
                 else:
                     response.raise_for_status()
+                    content_type = response.headers.get("content-type", "")
                     chunks = response.aiter_bytes()
+                if content_type and not content_type.lower().startswith("text/event-stream"):
+                    raise await self._not_a_stream(content_type, chunks, response)
                 parser = SSEParser()
                 async for chunk in chunks:
                     progress.bytes += len(chunk)
@@ -343,6 +353,41 @@ class HTTPProvider(Provider):
                     finally:
                         if chunks is not None:
                             await finish_iterator(chunks)
+
+    async def _not_a_stream(
+        self,
+        content_type: str,
+        chunks: AsyncIterator[bytes],
+        response: httpx.Response | RawResponse,
+    ) -> Exception:
+        """The error for a successful answer to a streamed request that is not a stream.
+
+        A gateway that ignores ``stream: true`` sends the whole answer as JSON: that is
+        :class:`WholeAnswer` (the provider decodes it as a non-streamed answer). Anything
+        else (an HTML page from a proxy or a wrong port) is a ``ServerError`` naming the
+        content type and quoting the start of the body.
+        """
+        data = bytearray()
+        async for chunk in chunks:
+            data += chunk
+            if len(data) > _MAX_WHOLE_ANSWER:
+                break
+        if "json" in content_type.lower() and len(data) <= _MAX_WHOLE_ANSWER:
+            try:
+                return WholeAnswer(json.loads(data))
+            except ValueError:
+                pass
+        text = shorten(bytes(data[:1000]).decode("utf-8", "replace"), 200)
+        return ServerError(
+            self._scrub(
+                f"expected an event stream (text/event-stream) but the server answered "
+                f"{_status_of(response)} with {content_type}: {text!r}; is base_url "
+                f"({self.base_url}) the provider's API?"
+            ),
+            provider=self.name,
+            status=_status_of(response),
+            request_id=self._request_id_of(response),
+        )
 
     # --- internals -------------------------------------------------------------------------
 
@@ -573,6 +618,47 @@ class HTTPProvider(Provider):
     def _scrub(self, text: str) -> str:
         key = self.api_key.get_secret_value()
         return text.replace(key, _REDACTED) if key and key in text else text
+
+
+def _checked_base_url(url: Any, where: str, provider: HTTPProvider) -> str:
+    """``url`` without its trailing slash, refused unless it is an http(s) URL with a host.
+
+    Raises:
+        UsageError: naming ``where`` the URL came from, and an example of a good one.
+    """
+    example = (
+        f"e.g. {provider.default_base_url!r}, or 'http://localhost:8000/v1' for a local server"
+    )
+    if not isinstance(url, str):
+        raise UsageError(f"base_url must be a string ({example}), got {type(url).__name__}")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise UsageError(f"{where} is not a valid URL: {url!r} ({exc}); {example}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(
+            f"{where} must start with http:// or https:// and name a host, got {url!r}; {example}"
+        )
+    return url.rstrip("/")
+
+
+class WholeAnswer(Exception):  # a signal to the provider, not an error
+    """A streamed request was answered with the whole answer as JSON (``payload``)."""
+
+    def __init__(self, payload: Any) -> None:
+        super().__init__("the server sent the whole answer instead of an event stream")
+        self.payload = payload
+
+
+#: Bytes of a non-stream answer to a streamed request read to decode or quote it.
+_MAX_WHOLE_ANSWER = 8 * 1024 * 1024
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
 
 
 def _status_of(response: httpx.Response | RawResponse) -> int:

@@ -39,10 +39,10 @@ import anyio.lowlevel
 import httpx
 
 from ._conn import Conn, NotSent, open_conn
+from ._http1 import BodyDecoder, Head, ProtocolError, parse_head
 
 __all__ = ["LeanTransport", "RawResponse"]
 
-_MAX_HEAD = 64 * 1024
 #: How a connection fails under a read or write (a clean EOF included), whatever its kind.
 _BROKEN = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
 
@@ -263,7 +263,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 raise _Stale from exc
             if payload is None:
                 await conn.send(body, write_timeout)
-            status, reason, headers, keep_alive = await self._read_head(conn, timeouts.get("read"))
+            parsed = await self._read_head(conn, timeouts.get("read"), method)
+        except ProtocolError as exc:
+            await self._drop(conn)
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
         except _Stale:
             await self._drop(conn)
             raise
@@ -281,22 +284,17 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except BaseException:
             await self._drop(conn)
             raise
-        body_stream = _Body(
-            self, origin, conn, headers, keep_alive, request, timeouts.get("read"), method
-        )
-        return RawResponse(status, reason, headers, body_stream)
+        body_stream = _Body(self, origin, conn, parsed, request, timeouts.get("read"))
+        return RawResponse(parsed.status, parsed.reason, parsed.headers, body_stream)
 
-    async def _read_head(
-        self, conn: Conn, seconds: float | None
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
+    async def _read_head(self, conn: Conn, seconds: float | None, method: str) -> Head:
         buffer = conn.buffer
+        verb = method.encode("ascii")
         fresh = True
         while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(buffer) > _MAX_HEAD:
-                raise httpx.RemoteProtocolError("response head too long")
+            head = parse_head(buffer, method=verb)
+            if head is not None:
+                return head
             try:
                 await conn.fill(seconds)
             except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
@@ -304,29 +302,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     raise _Unanswered from exc
                 raise
             fresh = False
-        lines = bytes(buffer[:end]).split(b"\r\n")
-        del buffer[: end + 4]
-        version, _, rest = lines[0].partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        try:
-            status = int(code)
-        except ValueError as exc:
-            raise httpx.RemoteProtocolError(f"bad status line {lines[0]!r}") from exc
-        headers: list[tuple[bytes, bytes]] = []
-        keep_alive = version == b"HTTP/1.1"
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name, value = name.strip(), value.strip()
-            headers.append((name, value))
-            if name.lower() == b"connection":
-                token = value.lower()
-                if token == b"close":
-                    keep_alive = False
-                elif token == b"keep-alive":
-                    keep_alive = True
-        if 100 <= status < 200 and status != 101:
-            return await self._read_head(conn, seconds)  # an interim response: skip it
-        return status, reason, headers, keep_alive
 
     async def aclose(self) -> None:
         self._closed = True
@@ -353,43 +328,25 @@ class _Body(httpx.AsyncByteStream):
         transport: LeanTransport,
         origin: tuple[bytes, bytes, int],
         conn: Conn,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
+        head: Head,
         request: httpx.Request | None,
         timeout: float | None,
-        method: str,
     ) -> None:
         self._transport = transport
         self._origin = origin
         self._conn: Conn | None = conn
-        self._keep_alive = keep_alive
+        self._keep_alive = head.keep_alive
+        self._decoder = BodyDecoder(head)
         self._request = request
         self._timeout = timeout
         #: The whole body, once :meth:`read`.
         self.content = b""
-        self._length: int | None = None
-        self._chunked = False
-        for name, value in headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                self._length = int(value)
-            elif lower == b"transfer-encoding" and b"chunked" in value.lower():
-                self._chunked = True
-        if method == "HEAD":
-            self._length = 0
-        elif self._length is None and not self._chunked:
-            self._keep_alive = False  # delimited by the connection closing
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn
         if conn is None:
             return
-        if self._chunked:
-            pieces = self._chunks(conn)
-        elif self._length is not None:
-            pieces = self._sized(conn, self._length)
-        else:
-            pieces = self._until_close(conn)
+        pieces = self._pieces(conn)
         try:
             async with contextlib.aclosing(pieces):
                 async for data in pieces:
@@ -400,6 +357,9 @@ class _Body(httpx.AsyncByteStream):
         except TimeoutError as exc:
             await self._discard()
             raise httpx.ReadTimeout("timed out reading the body", request=self._request) from exc
+        except ProtocolError as exc:
+            await self._discard()
+            raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
         except httpx.HTTPError:
             await self._discard()
             raise
@@ -409,82 +369,26 @@ class _Body(httpx.AsyncByteStream):
                 f"the connection broke while reading the body ({type(exc).__name__})",
                 request=self._request,
             ) from exc
+        except BaseException:
+            await self._discard()
+            raise
         await self._finish()
 
-    async def _sized(self, conn: Conn, length: int) -> AsyncGenerator[bytes, None]:
+    async def _pieces(self, conn: Conn) -> AsyncGenerator[bytes, None]:
+        decoder = self._decoder
         buffer = conn.buffer
-        remaining = length
-        while remaining:
-            if not buffer:
-                await conn.fill(self._timeout)
-            take = min(remaining, len(buffer))
-            data = bytes(buffer[:take])
-            del buffer[:take]
-            remaining -= take
-            yield data
-
-    async def _until_close(self, conn: Conn) -> AsyncGenerator[bytes, None]:
-        buffer = conn.buffer
-        if buffer:
-            yield bytes(buffer)
-            buffer.clear()
         while True:
+            data = decoder.take(buffer)
+            if data:
+                yield data
+            if decoder.done:
+                return
             try:
                 await conn.fill(self._timeout)
             except anyio.EndOfStream:
+                decoder.end_of_stream()  # complete only when read to the end of the stream
+                self._keep_alive = False
                 return
-            yield bytes(buffer)
-            buffer.clear()
-
-    async def _chunks(self, conn: Conn) -> AsyncGenerator[bytes, None]:
-        # Hands over whatever chunk data is buffered, partial chunks included, so a
-        # stream's bytes reach the caller as soon as they arrive.
-        buffer = conn.buffer
-        remaining = 0  # data bytes of the current chunk still to hand over
-        crlf = False  # the CRLF after the current chunk's data is still to skip
-        while True:
-            parts: list[bytes] = []
-            pos, size_end = 0, len(buffer)
-            while True:
-                if remaining:
-                    take = min(remaining, size_end - pos)
-                    if take <= 0:
-                        break
-                    parts.append(bytes(buffer[pos : pos + take]))
-                    pos += take
-                    remaining -= take
-                    if remaining:
-                        break
-                    crlf = True
-                if crlf:
-                    if size_end - pos < 2:
-                        break
-                    pos += 2
-                    crlf = False
-                eol = buffer.find(b"\r\n", pos)
-                if eol < 0:
-                    break
-                try:
-                    size = int(bytes(buffer[pos:eol]).split(b";", 1)[0], 16)
-                except ValueError as exc:
-                    raise httpx.RemoteProtocolError(
-                        "malformed chunk size in the response body", request=self._request
-                    ) from exc
-                if size == 0:
-                    end = buffer.find(b"\r\n\r\n", pos)
-                    if end < 0:
-                        break  # trailers not complete yet
-                    if parts:
-                        yield b"".join(parts)
-                    del buffer[: end + 4]
-                    return
-                pos = eol + 2
-                remaining = size
-            if pos:
-                del buffer[:pos]
-            if parts:
-                yield b"".join(parts)
-            await conn.fill(self._timeout)
 
     async def _finish(self) -> None:
         conn, self._conn = self._conn, None

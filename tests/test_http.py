@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 from tenacity import RetryCallState
 
+import agentrt
 from agentrt._http import DEFAULT_LIMITS, HTTPProvider, SSEEvent, make_client
 from agentrt._transport import LeanTransport
 from agentrt.errors import (
@@ -586,3 +587,33 @@ async def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
     monkeypatch.delenv("HTTP_PROXY")
     async with make_client(5.0) as client:
         assert isinstance(client._transport, LeanTransport)
+
+
+# --- base_url is checked when the model is created (issue 10 point 18) --------------------
+
+
+@pytest.mark.parametrize("model_id", ["openai:gpt-test", "anthropic:claude-test", "gemini:g-test"])
+@pytest.mark.parametrize(
+    "base_url",
+    ["localhost:8000/v1", "api.openai.com/v1", "ftp://example.com/v1", "http://", "  ", ""],
+)
+def test_a_base_url_without_a_scheme_is_refused_at_creation(model_id: str, base_url: str) -> None:
+    with pytest.raises(agentrt.UsageError, match="base_url") as caught:
+        agentrt.get_async_model(model_id, api_key="sk-test", base_url=base_url)
+    message = str(caught.value)
+    assert "http://" in message and "e.g." in message and repr(base_url) in message
+
+
+def test_a_base_url_from_the_environment_is_checked_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "localhost:11434/v1")
+    with pytest.raises(agentrt.UsageError, match="OPENAI_BASE_URL"):
+        agentrt.get_async_model("openai:gpt-test", api_key="sk-test")
+
+
+def test_a_good_base_url_is_kept_without_its_trailing_slash() -> None:
+    model = agentrt.get_async_model(
+        "openai:gpt-test", api_key="sk-test", base_url="http://127.0.0.1:9/v1/"
+    )
+    assert model.provider.base_url == "http://127.0.0.1:9/v1"  # type: ignore[attr-defined]

@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 import anyio
 import httpx
 
-from .._http import HTTPProvider, SSEEvent
+from .._http import HTTPProvider, SSEEvent, WholeAnswer
 from .._sse import loads
 from ..errors import APIConnectionError, ProviderError
 from ..messages import (
@@ -547,39 +547,46 @@ class AnthropicProvider(HTTPProvider):
         """
         body = build_request_body(self.model_name, request, stream=stream)
         if not stream:
-            payload = await self.post_json(MESSAGES_PATH, body)
-            try:
-                decoded = events_from_message(payload)
-            except UNREADABLE as exc:
-                raise malformed(PROVIDER, "the response", self._scrub(str(payload)), exc) from exc
-            for event in decoded:
+            for event in self._whole(await self.post_json(MESSAGES_PATH, body)):
                 yield event
             return
         parser = StreamParser(self._stream_error)
-        # aclosing: whatever ends this generator closes the HTTP response at once.
-        async with aclosing(self.post_sse(MESSAGES_PATH, body)) as sse_events:
-            async for sse in sse_events:
-                try:
-                    data = loads(sse.data)
-                except ValueError as exc:
-                    raise APIConnectionError(
-                        self._scrub(
-                            f"the stream sent an event that is not JSON: {sse.data[:200]!r}"
-                        ),
-                        provider=PROVIDER,
-                    ) from exc
-                if not isinstance(data, dict):
-                    continue
-                try:
-                    events = parser.feed(data, sse.event)
-                except ProviderError:
-                    await _drain(sse_events)
-                    raise
-                except UNREADABLE as exc:
-                    raise malformed(PROVIDER, "a stream event", self._scrub(sse.data), exc) from exc
-                for event in events:
-                    yield event
+        try:
+            # aclosing: whatever ends this generator closes the HTTP response at once.
+            async with aclosing(self.post_sse(MESSAGES_PATH, body)) as sse_events:
+                async for sse in sse_events:
+                    try:
+                        data = loads(sse.data)
+                    except ValueError as exc:
+                        raise malformed(PROVIDER, "a stream event", self._scrub(sse.data)) from exc
+                    if not isinstance(data, dict):
+                        raise malformed(PROVIDER, "a stream event", self._scrub(sse.data))
+                    try:
+                        events = parser.feed(data, sse.event)
+                    except ProviderError:
+                        await _drain(sse_events)
+                        raise
+                    except UNREADABLE as exc:
+                        what = "a stream event"
+                        raise malformed(PROVIDER, what, self._scrub(sse.data), exc) from exc
+                    for event in events:
+                        yield event
+        except WholeAnswer as whole:  # a gateway ignored stream: true
+            for event in self._whole(whole.payload):
+                yield event
+            return
         parser.close()
+
+    def _whole(self, payload: Any) -> list[StreamEvent]:
+        """The events of a whole (non-streamed) answer."""
+        if not isinstance(payload, dict):
+            raise malformed(PROVIDER, "the response", self._scrub(str(payload)))
+        if payload.get("type") == "error":
+            StreamParser(self._stream_error).feed(payload, "error")  # raises the error
+        try:
+            return events_from_message(payload)
+        except UNREADABLE as exc:
+            raise malformed(PROVIDER, "the response", self._scrub(str(payload)), exc) from exc
 
     def _stream_error(
         self, status: int, message: str, request_id: str | None, body: str

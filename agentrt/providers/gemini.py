@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from .._http import HTTPProvider
+from .._http import HTTPProvider, WholeAnswer
 from .._sse import loads
 from ..errors import APIConnectionError, BadRequestError, ServerError
 from ..messages import (
@@ -445,19 +445,24 @@ class GeminiProvider(HTTPProvider):
             # Closed deterministically when we stop early (an error object, a blocked
             # prompt), so the response is released at once on every backend.
             received = 0
-            async with aclosing(events):
-                async for event in events:
-                    if not event.data.strip():
-                        continue
-                    received += 1
-                    payload = self._decode(event.data)
-                    try:
-                        items = list(assembler.feed(payload))
-                    except UNREADABLE as exc:
-                        what = f"stream chunk {received}"
-                        raise malformed(self.name, what, self._scrub(event.data), exc) from exc
-                    for item in items:
-                        yield item
+            try:
+                async with aclosing(events):
+                    async for event in events:
+                        if not event.data.strip():
+                            continue
+                        received += 1
+                        payload = self._decode(event.data)
+                        try:
+                            items = list(assembler.feed(payload))
+                        except UNREADABLE as exc:
+                            what = f"stream chunk {received}"
+                            raise malformed(self.name, what, self._scrub(event.data), exc) from exc
+                        for item in items:
+                            yield item
+            except WholeAnswer as whole:  # a gateway ignored alt=sse: a JSON array, or one
+                for item in self._whole(assembler, whole.payload):
+                    yield item
+                return
             if assembler.raw_finish is None:
                 # Gemini's last chunk always carries finishReason: without it the stream
                 # was cut (e.g. a connection closed early) and the answer is incomplete.
@@ -466,17 +471,29 @@ class GeminiProvider(HTTPProvider):
                     "the answer is incomplete",
                     provider=self.name,
                 )
+            for item in assembler.finish():
+                yield item
         else:
             payload = await self.post_json(self._path("generateContent"), body)
-            self._raise_for_error_object(payload)
+            for item in self._whole(assembler, payload):
+                yield item
+
+    def _whole(self, assembler: TurnAssembler, payload: Any) -> list[StreamEvent]:
+        """The events of a whole answer: one response object, or a JSON array of them."""
+        items: list[StreamEvent] = []
+        for response in payload if isinstance(payload, list) else [payload]:
+            if not isinstance(response, dict):
+                raise malformed(self.name, "the response", self._scrub(str(payload)))
+            self._raise_for_error_object(response)
             try:
-                items = list(assembler.feed(payload))
+                items += assembler.feed(response)
             except UNREADABLE as exc:
                 raise malformed(self.name, "the response", self._scrub(str(payload)), exc) from exc
-            for item in items:
-                yield item
-        for item in assembler.finish():
-            yield item
+        try:
+            items += assembler.finish()
+        except UNREADABLE as exc:
+            raise malformed(self.name, "the response", self._scrub(str(payload)), exc) from exc
+        return items
 
     def _decode(self, data: str) -> dict[str, Any]:
         try:

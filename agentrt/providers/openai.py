@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any, ClassVar
 
-from .._http import HTTPProvider
+from .._http import HTTPProvider, WholeAnswer
 from .._sse import loads
 from ..errors import APIConnectionError, ProviderError, ServerError
 from ..messages import (
@@ -103,34 +103,34 @@ class OpenAIProvider(HTTPProvider):
         """
         body = self._wire_body(request, stream=stream)
         if not stream:
-            payload = await self.post_json(_PATH, body)
-            try:
-                decoded = self._events_from_completion(payload)
-            except UNREADABLE as exc:
-                raise malformed(self.name, "the response", self._scrub(str(payload)), exc) from exc
-            for event in decoded:
+            for event in self._whole(await self.post_json(_PATH, body)):
                 yield event
             return
         state = _StreamState()
-        async with aclosing(self.post_sse(_PATH, body)) as events:
-            async for sse in events:
-                data = sse.data
-                if data.startswith("[DONE]"):
-                    # Read on to the end of the body (normally nothing more) so the
-                    # connection goes back to the pool instead of being closed.
-                    state.done = True
-                    continue
-                if state.done:
-                    continue
-                chunk = _loads(data, state.chunks, self._scrub)
-                try:
-                    decoded = self._events_from_chunk(chunk, state)
-                except UNREADABLE as exc:
-                    what = f"stream chunk {state.chunks}"
-                    raise malformed(self.name, what, self._scrub(data), exc) from exc
-                for event in decoded:
-                    yield event
-                state.chunks += 1
+        try:
+            async with aclosing(self.post_sse(_PATH, body)) as events:
+                async for sse in events:
+                    data = sse.data
+                    if data.startswith("[DONE]"):
+                        # Read on to the end of the body (normally nothing more) so the
+                        # connection goes back to the pool instead of being closed.
+                        state.done = True
+                        continue
+                    if state.done:
+                        continue
+                    chunk = _loads(data, state.chunks, self._scrub)
+                    try:
+                        decoded = self._events_from_chunk(chunk, state)
+                    except UNREADABLE as exc:
+                        what = f"stream chunk {state.chunks}"
+                        raise malformed(self.name, what, self._scrub(data), exc) from exc
+                    for event in decoded:
+                        yield event
+                    state.chunks += 1
+        except WholeAnswer as whole:  # a gateway ignored stream: true
+            for event in self._whole(whole.payload):
+                yield event
+            return
         if not (state.done or state.finished):
             raise APIConnectionError(
                 f"the stream ended after {state.chunks} chunk(s) without a finish reason "
@@ -139,6 +139,15 @@ class OpenAIProvider(HTTPProvider):
             )
         if state.kept:
             yield _kept_event(state.kept)
+
+    def _whole(self, payload: Any) -> list[StreamEvent]:
+        """The events of a whole (non-streamed) answer."""
+        if not isinstance(payload, dict):
+            raise malformed(self.name, "the response", self._scrub(str(payload)))
+        try:
+            return self._events_from_completion(payload)
+        except UNREADABLE as exc:
+            raise malformed(self.name, "the response", self._scrub(str(payload)), exc) from exc
 
     def request_body(self, request: TurnRequest, *, stream: bool) -> dict[str, Any]:
         """Translate a turn request into a Chat Completions request body."""

@@ -8,6 +8,7 @@ leaked: no request in flight, no busy or orphaned connection, no extra task or t
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -431,3 +432,87 @@ async def test_ten_megabyte_tool_output_is_capped(
         assert content == result.content
 
     await run_checked(fake_server, target.model(fake_server), scenario)
+
+
+MALFORMED_RESPONSES = {
+    "length-abc": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Content-Length: abc\r\n\r\n{}",
+    "length-negative": b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
+    "length-conflict": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    "status-line": b"HTTP/1.1 OK 200\r\nContent-Length: 2\r\n\r\n{}",
+    "not-http": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "header-line": b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    "chunk-size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "chunk-end": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n",
+    "encoding": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n{}",
+    "short-body": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}",
+}
+
+
+@targets
+@modes
+@pytest.mark.parametrize("raw", MALFORMED_RESPONSES.values(), ids=MALFORMED_RESPONSES.keys())
+async def test_a_malformed_response_is_a_connection_error_and_frees_the_connection(
+    fake_server: FakeServer, target: Target, stream: bool, raw: bytes
+) -> None:
+    """Issue 10 point 16: ``Content-Length: abc`` raised a bare ValueError and leaked."""
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Fault(raw_response=raw))
+        chain = model.chain("hi", stream=stream)
+        with pytest.raises(APIConnectionError):
+            await chain.text()
+        assert chain.status == "failed"
+        fake_server.push(Turn(text="fine"))  # the model still works
+        assert await model.chain("again", stream=stream).text() == "fine"
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
+
+
+@targets
+@pytest.mark.parametrize(
+    "content_type", ["text/html; charset=utf-8", "application/json", "text/plain"]
+)
+async def test_a_streamed_request_answered_with_a_page_names_its_content_type(
+    fake_server: FakeServer, target: Target, content_type: str
+) -> None:
+    """Issue 10 point 17: was "the event stream ended in the middle of an event"."""
+    page = b"<html><head><title>Proxy login</title></head><body>Sign in</body></html>"
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Fault(status=200, raw_body=page, headers={"content-type": content_type}))
+        chain = model.chain("hi")
+        with pytest.raises(ServerError) as caught:
+            await chain.text()
+        message = str(caught.value)
+        assert content_type in message and "<html><head><title>Proxy login" in message
+        assert "text/event-stream" in message
+        assert chain.status == "failed"
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)
+
+
+@targets
+async def test_a_streamed_request_answered_with_the_whole_json_answer_is_parsed(
+    fake_server: FakeServer, target: Target
+) -> None:
+    """A gateway that ignores ``stream: true`` sends the non-streamed answer: use it."""
+
+    async def scenario(model: AsyncModel) -> None:
+        whole = target.wire.render_json(Turn(text=TEXT, usage=(7, 3)), target.model_name)
+        if target.name == "gemini":
+            whole = [whole]  # streamGenerateContent without alt=sse answers a JSON array
+        fake_server.push(
+            Fault(
+                status=200,
+                raw_body=json.dumps(whole).encode(),
+                headers={"content-type": "application/json"},
+            )
+        )
+        chain = model.chain("hi")
+        chunks = [chunk.content async for chunk in chain]
+        assert "".join(chunks) == TEXT
+        assert chain.status == "completed"
+        assert chain.usage.input_tokens == 7 and chain.usage.output_tokens == 3
+
+    await run_checked(fake_server, target.model(fake_server, max_retries=0), scenario)

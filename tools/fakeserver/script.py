@@ -68,3 +68,6 @@ class Fault:
     #: Read the request, then close the connection without sending a byte (a keep-alive
     #: connection the server dropped after the request reached it).
     close_without_answer: bool = False
+    #: Send these bytes verbatim as the whole response (head included), then close the
+    #: connection: malformed HTTP, a wrong content type, anything.
+    raw_response: bytes | None = None

@@ -320,6 +320,10 @@ class FakeServer:
         if fault and fault.close_without_answer:
             writer.transport.abort()
             raise _Dropped
+        if fault and fault.raw_response is not None:
+            writer.write(fault.raw_response)
+            await writer.drain()
+            return False
         if fault and fault.delay:
             await asyncio.sleep(fault.delay)
         headers = dict(fault.headers) if fault else {}
