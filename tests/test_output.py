@@ -646,3 +646,33 @@ def test_the_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "| per turn: lookup + body + validation |" in out
     assert "| a turn (--turn-us) | 300 |" in out
+
+
+class _Left(BaseModel):
+    f0: int = 0
+    f1: str
+
+
+class _RightNullable(BaseModel):
+    f0: int | None
+    f1: str
+
+
+class _RightRequired(BaseModel):
+    f0: str
+    f1: str
+
+
+def test_a_null_in_a_union_of_alike_models_is_read_for_the_branch_that_takes_it() -> None:
+    # {"f0": null}: dropped (the omitted default of _Left) unless a branch requires f0 and
+    # takes null, where the null is the value itself.
+    kept = output_spec(list[_Left | _RightNullable])
+    value = validate_answer(
+        kept, '{"result": [{"f0": null, "f1": "x"}]}', mode="native", provider="openai"
+    )
+    assert value == [_RightNullable(f0=None, f1="x")]
+    dropped = output_spec(list[_Left | _RightRequired])
+    value = validate_answer(
+        dropped, '{"result": [{"f0": null, "f1": "x"}]}', mode="native", provider="openai"
+    )
+    assert value == [_Left(f0=0, f1="x")]

@@ -1,8 +1,8 @@
 """Property test: each provider dialect accepts exactly what the original schema accepts.
 
 For generated pydantic models (scalars, constraints, literals, enums, lists, optionals,
-nested models, defaults, descriptions) and generated JSON values, both the original JSON
-Schema and the converted one judge each value with ``jsonschema``:
+nested models, unions of models, defaults, descriptions) and generated JSON values, both
+the original JSON Schema and the converted one judge each value with ``jsonschema``:
 
 - OpenAI strict (every property required, optional ones nullable): a value in strict shape
   ``w`` (an omitted optional field sent as ``null``) is accepted by the strict schema exactly
@@ -21,7 +21,7 @@ import copy
 import enum
 import itertools
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import jsonschema
 from hypothesis import HealthCheck, given, settings
@@ -57,6 +57,14 @@ class Opt:
 
 
 @dataclass(frozen=True)
+class OneOf:
+    """A union of two models (often alike in their field names)."""
+
+    left: Any
+    right: Any
+
+
+@dataclass(frozen=True)
 class Obj:
     fields: tuple[tuple[str, Any, bool, bool], ...]  # name, type, has default, described
 
@@ -80,7 +88,12 @@ def _objects(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Obj]:
 
 types = st.recursive(
     leaves,
-    lambda children: st.one_of(children.map(ListOf), children.map(Opt), _objects(children)),
+    lambda children: st.one_of(
+        children.map(ListOf),
+        children.map(Opt),
+        _objects(children),
+        st.builds(OneOf, _objects(children), _objects(children)),
+    ),
     max_leaves=8,
 )
 models = _objects(types)
@@ -105,6 +118,8 @@ def _annotation(t: Any) -> Any:
         return list[_annotation(t.item)]  # type: ignore[misc]
     if isinstance(t, Opt):
         return Optional[_annotation(t.inner)]  # noqa: UP045
+    if isinstance(t, OneOf):
+        return Union[_model(t.left), _model(t.right)]  # noqa: UP007
     return _model(t)
 
 
@@ -166,6 +181,10 @@ def _values(t: Any) -> st.SearchStrategy[tuple[Any, Any]]:
                 lambda pairs: ([p[0] for p in pairs], [p[1] for p in pairs])
             ),
             _junk.map(lambda x: (x, x)),
+        )
+    if isinstance(t, OneOf):
+        return st.one_of(
+            _object_values(t.left), _object_values(t.right), _junk.map(lambda x: (x, x))
         )
     if isinstance(t, Opt):
         return st.one_of(st.just((None, None)), _values(t.inner))
