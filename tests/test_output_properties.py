@@ -10,6 +10,9 @@ the original JSON Schema and the converted one judge each value with ``jsonschem
   its strict form ``w`` accepted.
 - Anthropic and Gemini keep optional fields optional: the converted schema accepts exactly
   the values the original accepts.
+- With a union of models a sample is in the strict shape of the branch it was drawn for,
+  not necessarily of the branch that accepts it: there the OpenAI property is soundness
+  (every value the strict schema accepts validates, once normalised).
 
 A dialect that moves a constraint it cannot enforce into a description (``lossy``) may
 accept more, never less: there the property is the one-way inclusion.
@@ -18,12 +21,14 @@ accept more, never less: there the property is the one-way inclusion.
 from __future__ import annotations
 
 import copy
+import os
 import enum
 import itertools
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
 import jsonschema
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, create_model
@@ -204,16 +209,29 @@ def _object_values(draw: st.DrawFn, obj: Obj) -> tuple[dict[str, Any], dict[str,
     return v, w
 
 
+def _has_union(t: Any) -> bool:
+    if isinstance(t, OneOf):
+        return True
+    if isinstance(t, (ListOf, Opt)):
+        return _has_union(t.item if isinstance(t, ListOf) else t.inner)
+    if isinstance(t, Obj):
+        return any(_has_union(ft) for _, ft, _, _ in t.fields)
+    return False
+
+
 def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
 
 
 @settings(
-    max_examples=200,
+    # AGENTRT_OUTPUT_EXAMPLES=2500 explores further (about 4 minutes; 2500 passed).
+    max_examples=int(os.environ.get("AGENTRT_OUTPUT_EXAMPLES", "120")),
     deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+@pytest.mark.timeout(300)  # a shared CI machine may be slow; the default is 60 s
 @given(
     models.flatmap(
         lambda obj: st.tuples(st.just(obj), st.lists(_object_values(obj), min_size=1, max_size=8))
@@ -232,9 +250,17 @@ def test_each_dialect_accepts_exactly_what_the_original_accepts(
     others = [
         (d, _validator(d.schema)) for d in (dialect(spec, "anthropic"), dialect(spec, "gemini"))
     ]
+    union = _has_union(obj)
     for v, w in samples:
         # OpenAI: strict shape in, normalised answer judged by the original schema
         normalized = openai.normalize(copy.deepcopy(w))
+        if not openai.lossy and strict.is_valid(w):
+            # sound: whatever a strict provider may send validates
+            assert original.is_valid(normalized), (w, normalized)
+        if union:
+            # A union's sample is in the strict shape of the branch it was drawn for, which
+            # need not be the branch that accepts it: only soundness is exact here.
+            continue
         if openai.lossy:
             if original.is_valid(normalized):
                 assert strict.is_valid(w), (v, w)
