@@ -21,9 +21,9 @@ accept more, never less: there the property is the one-way inclusion.
 from __future__ import annotations
 
 import copy
-import os
 import enum
 import itertools
+import os
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
