@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from ._execute import ToolRunner
-from ._response import AsyncResponse, LazyId, Status, run_to_end
+from ._response import AsyncResponse, LazyId, Lifecycle, Status
 from .callbacks import DoneCallbacks, Hooks
 from .errors import CancelChain, ChainLimitError, UsageError
 from .messages import Message, StreamChunk, ToolCall, ToolResult, TurnRequest, Usage
@@ -172,7 +172,7 @@ def committed_messages(chain: AsyncChain) -> list[Message]:
     return []
 
 
-class AsyncChain:
+class AsyncChain(Lifecycle):
     """Turns until the model answers without tool calls.
 
     Iterate it for the streamed text of every turn, or ``await chain.text()`` for the
@@ -190,6 +190,8 @@ class AsyncChain:
         error: the exception that failed or cancelled the chain.
         max_turns: the most model calls the chain makes.
     """
+
+    _what = "chain"
 
     def __init__(
         self,
@@ -249,19 +251,11 @@ class AsyncChain:
 
     # --- consuming -------------------------------------------------------------------
 
-    async def __aiter__(self) -> AsyncIterator[StreamChunk]:
-        """Stream the text of every turn as it arrives (``chunk.turn`` says which)."""
-        if self.status == "pending":
-            # aclosing: a consumer that stops early ends the run now, not at garbage collection.
-            async with aclosing(self._run()) as run:
-                async for chunk in run:
-                    yield chunk
-        elif self.status == "running":
-            raise UsageError("this chain is already being streamed by another consumer")
-        else:
-            for response in self.responses:
-                async for chunk in response:
-                    yield chunk
+    async def _replay(self) -> AsyncIterator[StreamChunk]:
+        """After the chain ended: each turn's text, one chunk per turn."""
+        for response in self.responses:
+            async for chunk in response:
+                yield chunk
 
     async def text(self) -> str:
         """Run the chain if needed and return its final answer: the last turn's text.
@@ -269,7 +263,7 @@ class AsyncChain:
         Earlier turns' text ("Let me check.") is in ``chain.responses`` and in the
         chunks of iterating the chain; it is not part of the answer.
         """
-        await run_to_end(self, "chain")
+        await self._run_to_end()
         return self.final_text
 
     async def output(self) -> Any:
@@ -283,7 +277,7 @@ class AsyncChain:
             CancelChain: a tool or ``before_call`` ended the chain before the output.
             UsageError: the chain was cancelled before the model gave its output.
         """
-        await run_to_end(self, "chain")
+        await self._run_to_end()
         if self._output is None:
             return self.final_text
         if self.status != "completed":
@@ -321,15 +315,6 @@ class AsyncChain:
     def tool_results(self) -> list[ToolResult]:
         """Every tool result of the chain so far, in order."""
         return [result for r in self.responses for result in r.tool_results]
-
-    def on_done(self, cb: C) -> C:
-        """Call ``cb(chain)`` once when the chain ends (at once if it already has).
-
-        Returns:
-            ``cb``, so this also works as a decorator.
-        """
-        self._done.add(self, cb)
-        return cb
 
     # --- the loop --------------------------------------------------------------------
 
@@ -423,14 +408,8 @@ class AsyncChain:
                     return
         except BaseException as exc:
             ended_with = exc
-            if isinstance(exc, CancelChain):
-                # Raised outside a tool (e.g. by an after_call hook): a clean end.
-                self.status, self.error = "cancelled", exc
-            elif isinstance(exc, Exception):
-                self.status, self.error = "failed", exc
-            else:
-                self.status = "cancelled"
-                self.error = None if isinstance(exc, GeneratorExit) else exc
+            # CancelChain raised outside a tool (e.g. by an after_call hook): a clean end.
+            self._ended(exc)
             if unanswered:
                 repaired = cancelled_results(unanswered, self._runner.results_so_far)
                 response.tool_results = repaired

@@ -23,7 +23,7 @@ from ._chain import (
 )
 from ._execute import ToolRunner
 from ._response import AsyncResponse
-from .callbacks import CallbackHandler, Hooks, as_async
+from .callbacks import CallbackHandler, Hooks
 from .errors import UsageError
 from .messages import Message, StreamChunk, ToolResult, TurnRequest
 from .output import OutputMode, plan_output
@@ -337,19 +337,12 @@ class AsyncModel:
         s = settings
         opt.check_optional_str("system", s["system"], where)
         opt.check_int("max_turns", s["max_turns"], where, minimum=1)
-        opt.check_callable("before_call", s["before_call"], where)
-        opt.check_callable("after_call", s["after_call"], where)
+        # before_call, after_call, limiter and tool_errors are checked by the ToolRunner.
         opt.check_callable("on_chunk", s["on_chunk"], where)
         opt.check_bool("stream", s["stream"], where, optional=True)
         opt.check_int("max_tool_output", s["max_tool_output"], where, minimum=1, optional=True)
-        opt.check_choice("tool_errors", s["tool_errors"], where, ("model", "raise"))
         opt.check_optional_str("name", s["name"], where)
         limiter = s["limiter"]
-        if limiter is not None and not isinstance(limiter, anyio.CapacityLimiter):
-            raise UsageError(
-                f"{where}: limiter= takes an anyio.CapacityLimiter, got {limiter!r}; "
-                "write limiter=anyio.CapacityLimiter(5)"
-            )
         handlers = _handlers(s["callbacks"], where)
         named = {k: s[k] for k in NAMED_GENERATION}
         options = self._call_options(
@@ -357,18 +350,15 @@ class AsyncModel:
         )
         messages = prompt_messages(prompt)
         found = self.collect_tools(_tools_list(s["tools"], where))
-        runner_options: dict[str, Any] = {}
-        if s["tool_errors"] != "model":  # ToolRunner takes it once core-tools' change is in
-            runner_options["tool_errors"] = s["tool_errors"]
-        before_call, after_call = s["before_call"], s["after_call"]
+        # The runner checks and normalises the hooks itself (a wrong one fails here).
         runner = ToolRunner(
             found,
             prefer_sync=prefer_sync,
             limiter=limiter,
-            before_call=as_async(before_call) if before_call else None,
-            after_call=as_async(after_call) if after_call else None,
+            before_call=s["before_call"],
+            after_call=s["after_call"],
             max_result_chars=s["max_tool_output"],
-            **runner_options,
+            tool_errors=s["tool_errors"],
         )
         output = plan_output(
             s["output_type"],
@@ -551,6 +541,20 @@ def get_async_model(
     named = {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p, "stop": stop}
     if isinstance(model_id, AsyncModel):
         given = [k for k, v in named.items() if v is not None] + list(generation)
+        provider_given = {
+            "api_key": api_key is not None,
+            "base_url": base_url is not None,
+            "timeout": timeout != 60.0,
+            "max_retries": max_retries != 2,
+            "retry": retry is not None,
+            "http_client": http_client is not None,
+            "limits": limits is not None,
+            "stream": stream is not True,
+            "callbacks": bool(tuple(callbacks)),
+            "extra_body": extra_body is not None,
+            "extra_headers": extra_headers is not None,
+        }
+        given += [k for k, set_ in provider_given.items() if set_]
         if given:
             raise UsageError(
                 f"{where}: options ({', '.join(given)}) cannot be given with a model "

@@ -9,29 +9,25 @@ cancellation, before the exception (if any) reaches the caller.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
+from ._turn import ToolCallAssembler, TurnState, parse_arguments
 from .callbacks import NO_HOOKS, DoneCallbacks, Hooks, record_usage, retry_notifier
-from .errors import UsageError
+from .errors import CancelChain, UsageError
 from .messages import (
-    FinishEvent,
     FinishReason,
     Message,
-    ProviderDataEvent,
     StreamChunk,
-    TextDelta,
     ToolCall,
     ToolCallDelta,
     ToolResult,
     TurnRequest,
     Usage,
-    UsageEvent,
 )
 from .output import OUTPUT_TOOL_NAME, judge_prompt
 
@@ -39,30 +35,20 @@ if TYPE_CHECKING:
     from .output import OutputRun
     from .providers.base import Provider
 
-__all__ = ["AsyncResponse", "Status", "ToolCallAssembler", "parse_arguments", "run_to_end"]
+__all__ = [
+    "AsyncResponse",
+    "Lifecycle",
+    "Status",
+    "ToolCallAssembler",
+    "parse_arguments",
+    "run_to_end",
+]
 
 #: Whether ``TurnRequest`` has the ``on_retry`` field the HTTP layer calls before a retry.
 _REQUEST_HAS_ON_RETRY = any(f.name == "on_retry" for f in dataclasses.fields(TurnRequest))
 
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
 C = TypeVar("C", bound=Callable[..., Any])
-
-
-async def run_to_end(owner: Any, what: str) -> None:
-    """Run a pending response or chain to its end; re-raise the error of a failed one.
-
-    Raises:
-        UsageError: it is being streamed by another consumer right now.
-    """
-    if owner.status == "pending":
-        # chunks=False: nobody reads them, so they are only made for ``on_chunk`` hooks.
-        async with aclosing(owner._run(chunks=False)) as run:
-            async for _ in run:
-                pass
-    elif owner.status == "running":
-        raise UsageError(f"this {what} is already being streamed; await it afterwards")
-    elif owner.status == "failed" and owner.error is not None:
-        raise owner.error
 
 
 class LazyId:
@@ -75,75 +61,90 @@ class LazyId:
         return made
 
 
-def parse_arguments(raw: str) -> dict[str, Any] | None:
-    """Parse a tool call's raw arguments: ``{}`` when empty, ``None`` unless a JSON object.
+class Lifecycle:
+    """What a response and a chain share: status, ``on_done``, consuming, and how they end.
 
-    ``NaN``, ``Infinity`` and numbers too large for a float are not JSON: Python's parser
-    accepts them, but a history holding them could not be sent to a provider again.
+    A subclass implements ``_run(chunks=...)`` (an async generator that runs it once and
+    calls :meth:`_ended` with what ended it) and ``_replay()`` (its chunks after it ended).
+
+    Attributes:
+        status: ``"pending"``, ``"running"``, then ``"completed"``, ``"failed"`` or
+            ``"cancelled"``.
+        error: the exception that failed or cancelled it (``None`` when it completed, or
+            when its consumer stopped early).
     """
-    if not raw or raw.isspace():
-        return {}
-    try:
-        value = _arguments_decoder.decode(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
+    #: ``"response"`` or ``"chain"``, for messages.
+    _what: ClassVar[str]
+    status: Status
+    error: BaseException | None
+    _done: DoneCallbacks
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value - value != 0.0:  # inf - inf is nan
-        raise ValueError(f"number out of range: {text}")
-    return value
+    def _run(self, *, chunks: bool = True) -> AsyncGenerator[StreamChunk, None]:
+        raise NotImplementedError
 
+    def _replay(self) -> AsyncIterator[StreamChunk]:
+        raise NotImplementedError
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-# Made once: json.loads with these options would build a decoder on every call.
-_arguments_decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
-
-
-class ToolCallAssembler:
-    """Collects ``ToolCallDelta`` fragments into complete tool calls, grouped by index."""
-
-    __slots__ = ("_calls",)
-
-    def __init__(self) -> None:
-        self._calls: dict[int, list[Any]] = {}
-
-    def add(self, delta: ToolCallDelta) -> None:
-        """Add one fragment; ``id`` and ``name`` are taken from the first fragment with them."""
-        entry = self._calls.get(delta.index)
-        if entry is None:
-            entry = self._calls[delta.index] = [delta.id, delta.name, []]
+    async def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        """Run and stream it; refuse a second consumer while it runs; replay once ended."""
+        if self.status == "pending":
+            # aclosing: a consumer that stops early ends the run now, not at garbage collection.
+            async with aclosing(self._run()) as run:
+                async for chunk in run:
+                    yield chunk
+        elif self.status == "running":
+            raise UsageError(f"this {self._what} is already being streamed by another consumer")
         else:
-            if delta.id and not entry[0]:
-                entry[0] = delta.id
-            if delta.name and not entry[1]:
-                entry[1] = delta.name
-        if delta.arguments:
-            entry[2].append(delta.arguments)
+            async for chunk in self._replay():
+                yield chunk
 
-    def calls(self) -> list[ToolCall]:
-        """Return the assembled calls in index order, synthesising missing ids."""
-        result = []
-        for index in sorted(self._calls):
-            call_id, name, parts = self._calls[index]
-            raw = "".join(parts)
-            result.append(
-                ToolCall(
-                    id=call_id or f"call_{uuid.uuid4().hex[:24]}",
-                    name=name or "",
-                    arguments=parse_arguments(raw),
-                    raw_arguments=raw,
-                )
+    async def _run_to_end(self) -> None:
+        """Run it if pending; re-raise the error of a failed one.
+
+        Raises:
+            UsageError: it is being streamed by another consumer right now.
+        """
+        status = self.status
+        if status == "pending":
+            # chunks=False: nobody reads them, so they are only made for ``on_chunk`` hooks.
+            async with aclosing(self._run(chunks=False)) as run:
+                async for _ in run:
+                    pass
+        elif status == "running":
+            raise UsageError(
+                f"this {self._what} is already being streamed by another consumer; "
+                "read its result once that consumer is done"
             )
-        return result
+        elif status == "failed" and self.error is not None:
+            raise self.error
+
+    def _ended(self, exc: BaseException) -> None:
+        """Record how it ended: ``CancelChain`` and cancellation cancel, an error fails."""
+        if isinstance(exc, CancelChain):
+            self.status, self.error = "cancelled", exc
+        elif isinstance(exc, Exception):
+            self.status, self.error = "failed", exc
+        else:  # cancellation, an abandoned generator, KeyboardInterrupt
+            self.status = "cancelled"
+            self.error = None if isinstance(exc, GeneratorExit) else exc
+
+    def on_done(self, cb: C) -> C:
+        """Call ``cb(self)`` once when it ends (at once if it already has).
+
+        Returns:
+            ``cb``, so this also works as a decorator.
+        """
+        self._done.add(self, cb)
+        return cb
 
 
-class AsyncResponse:
+async def run_to_end(owner: Lifecycle, what: str = "") -> None:
+    """Run a pending response or chain to its end; re-raise the error of a failed one."""
+    await owner._run_to_end()
+
+
+class AsyncResponse(Lifecycle):
     """The result of one model call (one turn).
 
     Iterate it for :class:`StreamChunk` objects, or ``await response.text()``.
@@ -162,6 +163,8 @@ class AsyncResponse:
         raw_finish_reason: the provider's own value.
         tool_results: results of this turn's tool calls once a chain ran them.
     """
+
+    _what = "response"
 
     def __init__(
         self,
@@ -183,19 +186,14 @@ class AsyncResponse:
         self._chain = weakref.ref(chain) if chain is not None else None
         self.status: Status = "pending"
         self.error: BaseException | None = None
-        self.usage: Usage | None = None
-        self.finish_reason: FinishReason | None = None
-        self.raw_finish_reason: str | None = None
         self.tool_results: list[ToolResult] = []
-        self.provider_data: dict[str, Any] | None = None
         self.started_at: float | None = None
         self.duration: float | None = None
         self.time_to_first_chunk: float | None = None
         self._provider = provider
         self._stream = stream
         self._hooks = hooks
-        self._text_parts: list[str] = []
-        self._tool_calls: list[ToolCall] = []
+        self._state = TurnState()
         self._done = DoneCallbacks()
         #: The output contract (``output_type=``): its own for ``model.prompt()``, the
         #: chain's for a chain's turn.
@@ -216,28 +214,64 @@ class AsyncResponse:
         """
         return self._chain() if self._chain is not None else None
 
+    # --- what the events added up to ---------------------------------------------------
+
+    @property
+    def usage(self) -> Usage | None:
+        """The provider's token counts, ``None`` when it reported none."""
+        return self._state.usage
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        """``"stop"``, ``"tool_calls"``, ``"length"`` or ``"content_filter"``."""
+        return self._state.finish_reason
+
+    @property
+    def raw_finish_reason(self) -> str | None:
+        """The provider's own finish reason."""
+        return self._state.raw_finish_reason
+
+    @property
+    def provider_data(self) -> dict[str, Any] | None:
+        """Provider-specific fields of this turn (kept on its assistant message)."""
+        return self._state.provider_data
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the answer was cut by the token limit (``finish_reason == "length"``)."""
+        return self._state.finish_reason == "length"
+
+    @property
+    def _tool_calls(self) -> list[ToolCall]:
+        return self._state.tool_calls
+
+    @property
+    def text_so_far(self) -> str:
+        """The text received so far (all of it once the turn ended)."""
+        return "".join(self._state.text_parts)
+
+    @property
+    def message(self) -> Message:
+        """The assistant message this turn adds to the conversation."""
+        return self._state.message()
+
     # --- consuming -------------------------------------------------------------------
 
-    async def __aiter__(self) -> AsyncIterator[StreamChunk]:
-        """Stream the turn's text; after it ended, yield its whole text as one chunk."""
-        if self.status == "pending":
-            async with aclosing(self._run()) as run:
-                async for chunk in run:
-                    yield chunk
-        elif self.status == "running":
-            raise UsageError("this response is already being streamed by another consumer")
-        else:
-            text = self.text_so_far
-            if text or self.finish_reason:
-                yield StreamChunk(content=text, finish_reason=self.finish_reason, turn=self.turn)
-
-    async def _consume(self) -> None:
-        await run_to_end(self, "response")
+    async def _replay(self) -> AsyncIterator[StreamChunk]:
+        """After the turn ended: its whole text as one chunk."""
+        text = self.text_so_far
+        if text or self.finish_reason:
+            yield StreamChunk(content=text, finish_reason=self.finish_reason, turn=self.turn)
 
     async def text(self) -> str:
         """Run the turn if needed and return its whole text."""
-        await self._consume()
+        await self._run_to_end()
         return self.text_so_far
+
+    async def tool_calls(self) -> list[ToolCall]:
+        """Run the turn if needed and return the tool calls the model asked for."""
+        await self._run_to_end()
+        return list(self._state.tool_calls)
 
     async def output(self) -> Any:
         """Run the turn if needed and return its validated output.
@@ -252,7 +286,7 @@ class AsyncResponse:
             OutputRefusedError: the model refused.
             UsageError: the turn was cancelled before it ended.
         """
-        await self._consume()
+        await self._run_to_end()
         if self._output is None:
             return self.text_so_far
         if self.status != "completed":
@@ -267,35 +301,6 @@ class AsyncResponse:
             raise value
         return value
 
-    async def tool_calls(self) -> list[ToolCall]:
-        """Run the turn if needed and return the tool calls the model asked for."""
-        await self._consume()
-        return list(self._tool_calls)
-
-    @property
-    def text_so_far(self) -> str:
-        """The text received so far (all of it once the turn ended)."""
-        return "".join(self._text_parts)
-
-    @property
-    def message(self) -> Message:
-        """The assistant message this turn adds to the conversation."""
-        return Message(
-            role="assistant",
-            content=self.text_so_far,
-            tool_calls=list(self._tool_calls),
-            provider_data=self.provider_data,
-        )
-
-    def on_done(self, cb: C) -> C:
-        """Call ``cb(response)`` once when this turn ends (at once if it already has).
-
-        Returns:
-            ``cb``, so this also works as a decorator.
-        """
-        self._done.add(self, cb)
-        return cb
-
     # --- running ---------------------------------------------------------------------
 
     async def _run(self, *, chunks: bool = True) -> AsyncGenerator[StreamChunk, None]:
@@ -308,62 +313,47 @@ class AsyncResponse:
             self.request.on_retry = retry_notifier(self, hooks.retry_handlers)  # type: ignore[attr-defined]
         if hooks.on_turn_start:
             await hooks.emit("on_turn_start", self)
-        assembler = ToolCallAssembler()
+        state = self._state
+        feed = state.feed
         turn = self.turn
-        partial = self._output.partial() if self._output is not None else None
-        final_index: int | None = None  # the final-result tool call's index (tool mode)
         ended_with: BaseException | None = None
+        partial = self._output.partial() if self._output is not None else None
+        text_partial = partial is not None and self.output_mode != "tool"
+        tool_partial = partial is not None and self.output_mode == "tool"
+        final_index: int | None = None  # the final-result tool call's index (tool mode)
         try:
             events = self._provider.turn(self.request, stream=self._stream)
             async with aclosing(events):  # type: ignore[type-var]
                 async for event in events:
-                    kind = type(event)
-                    if kind is TextDelta:
-                        text = event.text  # type: ignore[union-attr]
-                        if not text:
-                            continue
-                        if not self._text_parts:
-                            self.time_to_first_chunk = time.perf_counter() - started
-                        self._text_parts.append(text)
-                        if chunks or hooks.on_chunk:
-                            chunk = StreamChunk(content=text, turn=turn)
-                            if partial is not None and self.output_mode != "tool":
-                                chunk.partial_output = partial.feed(text)
-                            if hooks.on_chunk:
-                                await hooks.emit("on_chunk", self, chunk)
-                            if chunks:
-                                yield chunk
-                    elif kind is ToolCallDelta:
-                        assembler.add(event)  # type: ignore[arg-type]
-                        if partial is not None and self.output_mode == "tool":
-                            if event.name == OUTPUT_TOOL_NAME:  # type: ignore[union-attr]
-                                final_index = event.index  # type: ignore[union-attr]
-                            if (
-                                event.index == final_index  # type: ignore[union-attr]
-                                and event.arguments  # type: ignore[union-attr]
-                                and (chunks or hooks.on_chunk)
-                            ):
-                                chunk = StreamChunk(
-                                    content="",
-                                    turn=turn,
-                                    partial_output=partial.feed(event.arguments),  # type: ignore[union-attr]
-                                )
-                                if hooks.on_chunk:
-                                    await hooks.emit("on_chunk", self, chunk)
-                                if chunks:
-                                    yield chunk
-                    elif kind is UsageEvent:
-                        self.usage = event.usage  # type: ignore[union-attr]
-                    elif kind is FinishEvent:
-                        self.raw_finish_reason = event.raw_reason  # type: ignore[union-attr]
-                        self.finish_reason = event.reason  # type: ignore[union-attr]
-                    elif kind is ProviderDataEvent:
-                        self.provider_data = {**(self.provider_data or {}), **event.data}  # type: ignore[union-attr]
-            self._tool_calls = assembler.calls()
-            self.finish_reason = _normalise_finish(self.finish_reason, bool(self._tool_calls))
+                    text = feed(event)
+                    if text is None:
+                        if tool_partial and type(event) is ToolCallDelta:
+                            # The final-result tool's arguments are the output, streaming.
+                            if event.name == OUTPUT_TOOL_NAME:
+                                final_index = event.index
+                            if event.index == final_index and event.arguments:
+                                value = partial.feed(event.arguments)  # type: ignore[union-attr]
+                                if chunks or hooks.on_chunk:
+                                    chunk = StreamChunk(content="", turn=turn, partial_output=value)
+                                    if hooks.on_chunk:
+                                        await hooks.emit("on_chunk", self, chunk)
+                                    if chunks:
+                                        yield chunk
+                        continue
+                    if self.time_to_first_chunk is None:
+                        self.time_to_first_chunk = time.perf_counter() - started
+                    if chunks or hooks.on_chunk:
+                        chunk = StreamChunk(content=text, turn=turn)
+                        if text_partial:
+                            chunk.partial_output = partial.feed(text)  # type: ignore[union-attr]
+                        if hooks.on_chunk:
+                            await hooks.emit("on_chunk", self, chunk)
+                        if chunks:
+                            yield chunk
+            state.finish()
             self.status = "completed"
             if chunks or hooks.on_chunk:
-                final = StreamChunk(content="", finish_reason=self.finish_reason, turn=turn)
+                final = StreamChunk(content="", finish_reason=state.finish_reason, turn=turn)
                 if partial is not None:
                     final.partial_output = partial.value
                 if hooks.on_chunk:
@@ -372,19 +362,16 @@ class AsyncResponse:
                     yield final
         except BaseException as exc:
             ended_with = exc
-            if isinstance(exc, Exception):
-                self.status, self.error = "failed", exc
-            else:  # cancellation, an abandoned generator, KeyboardInterrupt
-                self.status = "cancelled"
-                self.error = exc if not isinstance(exc, GeneratorExit) else None
+            self._ended(exc)
             raise
         finally:
             self.duration = time.perf_counter() - started
             await self._finish(ended_with)
 
     async def _finish(self, error: BaseException | None) -> None:
-        if self.usage is not None:
-            record_usage(self.model, self.usage)
+        usage = self._state.usage
+        if usage is not None:
+            record_usage(self.model, usage)
         await self._hooks.end(self, error, "on_turn_end", self._done)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -413,11 +400,3 @@ def _detached_response(state: dict[str, Any]) -> AsyncResponse:
     done = response._done = DoneCallbacks()
     done._done = True  # it ended before it was pickled
     return response
-
-
-def _normalise_finish(reason: FinishReason | None, has_calls: bool) -> FinishReason:
-    if has_calls and reason in (None, "stop"):
-        return "tool_calls"
-    if reason is None:
-        return "stop"
-    return reason

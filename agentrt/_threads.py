@@ -64,6 +64,15 @@ _Job = tuple[
 ]
 # (loop, future, context, fn, the worker's cancel scope, limiter, borrower)
 
+_Outcome = tuple[
+    asyncio.AbstractEventLoop,
+    asyncio.Future[Any],
+    Any,
+    BaseException | None,
+    anyio.CapacityLimiter,
+    object,
+]
+
 
 class _Pool:
     """Daemon worker threads fed by one queue; ``idle`` counts those free to take a job."""
@@ -93,8 +102,13 @@ class _Pool:
                         self._idle -= 1
                         return
                 continue  # a job was promised to an idle thread: take it
-            _run_job(self, *job)
+            outcome = _run_job(self, *job)
+            # Drop the job (the tool, its arguments, the context) before the result is
+            # reported: once the loop has it, the chain may end, and must owe this thread
+            # nothing.
             del job
+            _report(*outcome)
+            del outcome
 
     def ready(self) -> None:
         """Count the calling worker as idle, before it reports its result.
@@ -115,7 +129,7 @@ def _run_job(
     scope: Any,
     limiter: anyio.CapacityLimiter,
     borrower: object,
-) -> None:
+) -> _Outcome:
     result: Any = None
     error: BaseException | None = None
     if not future.cancelled():  # abandoned before it started: do not run it at all
@@ -128,6 +142,17 @@ def _run_job(
         finally:
             del threadlocals.current_token, threadlocals.current_cancel_scope
     pool.ready()
+    return loop, future, result, error, limiter, borrower
+
+
+def _report(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    result: Any,
+    error: BaseException | None,
+    limiter: anyio.CapacityLimiter,
+    borrower: object,
+) -> None:
     try:
         loop.call_soon_threadsafe(_finish, future, result, error, limiter, borrower)
     except RuntimeError:  # the loop is closed: nobody is waiting any more

@@ -100,7 +100,7 @@ def test_unknown_options_are_refused_with_a_suggestion(call: Any, expected: str)
         (lambda m: m.chain("x", on_chunk="print"), "on_chunk= takes a function"),
         (lambda m: m.chain("x", before_call="no"), "before_call= takes a function"),
         (lambda m: m.chain("x", limiter=5), "limiter= takes an anyio.CapacityLimiter"),
-        (lambda m: m.chain("x", tool_errors="ignore"), "tool_errors= takes 'model' or 'raise'"),
+        (lambda m: m.chain("x", tool_errors="ignore"), 'tool_errors= takes "model" or "raise"'),
         (lambda m: m.chain("x", tools="add"), "tools= takes a list of tools"),
         (lambda m: m.chain("x", name=3), "name= takes a string"),
         (lambda m: m.chain("x", stop=[1]), "stop= takes a string or a list of strings"),
@@ -204,3 +204,11 @@ def test_arguments_are_checked_before_the_provider_is_made() -> None:
     # A wrong type fails even though no key is set: the check comes first, at the call.
     with pytest.raises(UsageError, match="timeout="):
         get_async_model("openai:gpt-x", timeout="10")
+
+
+def test_a_model_instance_takes_no_options() -> None:
+    model = AsyncModel(Recording())
+    assert get_async_model(model) is model
+    for options in ({"timeout": 5}, {"api_key": "k"}, {"temperature": 0.2}, {"stream": False}):
+        with pytest.raises(UsageError, match="cannot be given with a model instance"):
+            get_async_model(model, **options)

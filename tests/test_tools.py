@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from agentrt import Tool, Toolbox, async_tool_is, tool
+from agentrt import Tool, Toolbox, UsageError, async_tool_is, tool
 from agentrt.tools import collect_tools, parse_docstring
 
 
@@ -110,7 +110,7 @@ def test_async_tool_is_dual_and_signature_check() -> None:
     async def other(url: str) -> str:
         return ""
 
-    with pytest.raises(TypeError, match="signatures"):
+    with pytest.raises(UsageError, match="signatures"):
 
         @async_tool_is(other)
         def fetch2(url: str, timeout: float = 1.0) -> str:
@@ -119,7 +119,7 @@ def test_async_tool_is_dual_and_signature_check() -> None:
     async def typed(url: int) -> str:
         return ""
 
-    with pytest.raises(TypeError, match="signatures"):
+    with pytest.raises(UsageError, match="signatures"):
 
         @async_tool_is(typed)
         def fetch3(url: str) -> str:
@@ -128,7 +128,7 @@ def test_async_tool_is_dual_and_signature_check() -> None:
     def not_async(url: str) -> str:
         return ""
 
-    with pytest.raises(TypeError, match="async function"):
+    with pytest.raises(UsageError, match="async function"):
         async_tool_is(not_async)
 
 
@@ -165,14 +165,14 @@ def test_plain_functions_and_toolbox() -> None:
 
 
 def test_bad_tools_are_clear() -> None:
-    with pytest.raises(TypeError, match="Toolbox"):
+    with pytest.raises(UsageError, match="Toolbox"):
         collect_tools([42])
 
     def a() -> None: ...
 
-    with pytest.raises(ValueError, match="two tools"):
+    with pytest.raises(UsageError, match="two tools"):
         collect_tools([tool(a, name="x"), tool(lambda: 1, name="x")])
-    with pytest.raises(ValueError, match="not usable"):
+    with pytest.raises(UsageError, match="not usable"):
         tool(a, name="has space")
 
 

@@ -71,7 +71,7 @@ def gather_tools(names: list[str], functions: list[str]) -> list[Any]:
         tools.extend(load_functions(path))
     try:
         collect_tools(tools)
-    except (TypeError, ValueError) as exc:
+    except (UsageError, TypeError, ValueError) as exc:
         raise CLIError(f"cannot offer these tools: {exc}", ExitCode.USAGE) from exc
     return tools
 
