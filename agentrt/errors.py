@@ -7,6 +7,8 @@ Errors::
     │   ├── UnknownModelError
     │   └── MissingAPIKeyError
     ├── ChainLimitError              max_turns reached; carries the responses so far
+    ├── OutputValidationError        output_type: every answer failed validation (.attempts)
+    ├── OutputRefusedError           output_type: the model refused (.text)
     ├── ToolError                    a tool call that could not be completed
     │   ├── ToolArgumentsError       arguments not JSON, or failed validation
     │   ├── UnknownToolError
@@ -44,7 +46,6 @@ __all__ = [
     "CancelChain",
     "ChainLimitError",
     "MissingAPIKeyError",
-    "OutputAttempt",
     "OutputRefusedError",
     "OutputValidationError",
     "ProviderError",
@@ -212,10 +213,7 @@ class OutputValidationError(AgentrtError):
 
     def __init__(self, message: str, attempts: Sequence[OutputAttempt] = ()) -> None:
         super().__init__(message)
-        self.attempts = [OutputAttempt(*a) for a in attempts]
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.args[0] if self.args else "", self.attempts))
+        self.attempts: list[OutputAttempt] = list(attempts)
 
 
 class OutputRefusedError(AgentrtError):
@@ -233,10 +231,3 @@ class OutputRefusedError(AgentrtError):
         self.provider = provider
         who = f"{provider}: " if provider else ""
         super().__init__(f"{who}the model refused to answer with the requested output: {text!r}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_refused, (type(self), self.text, self.provider))
-
-
-def _rebuild_refused(cls: type[OutputRefusedError], text: str, provider: str) -> Any:
-    return cls(text, provider=provider)

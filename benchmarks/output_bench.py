@@ -6,7 +6,8 @@
 1. the cached spec lookup (``output_spec(Model)``) and the provider dialect lookup;
 2. building the request piece (``native_body``: the cached strict schema in place);
 3. local validation of a valid answer (JSON parse, OpenAI-null normalisation, pydantic);
-4. the whole per-turn sum of the three, beside a turn's own CPU.
+4. the whole per-turn sum of the three, beside a turn's own CPU;
+5. end to end: a one-turn ``FunctionModel`` chain with and without ``output_type``.
 
 A turn's CPU comes from ``python -m benchmarks.micro`` ("chains, in-memory httpx
 transport"): pass its JSON with ``--micro-json`` (written by ``benchmarks.micro --json``), or
@@ -93,6 +94,32 @@ def _turn_us_from_function_model(repeat: int) -> float:
     return min(rounds)
 
 
+def _chains_us(output: bool, repeat: int, n: int = 300) -> float:
+    """CPU µs per one-turn FunctionModel chain, with or without ``output_type=Order``."""
+    import anyio
+
+    from agentrt.testing import FunctionModel, ModelTurn
+
+    # Not the OpenAI dialect here: no null stands for an omitted field.
+    plain = json.dumps({k: v for k, v in json.loads(ANSWER).items() if v is not None})
+    answer = ModelTurn(output=plain) if output else ModelTurn(text=plain)
+    model = FunctionModel(lambda messages, tools: answer)
+
+    async def run() -> None:
+        for _ in range(n):
+            if output:
+                await model.chain("hi", output_type=Order).output()
+            else:
+                await model.chain("hi").text()
+
+    rounds = []
+    for _ in range(repeat):
+        start = time.process_time()
+        anyio.run(run)
+        rounds.append((time.process_time() - start) / n * 1e6)
+    return min(rounds)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.output_bench")
     parser.add_argument("--calls", type=int, default=2000)
@@ -171,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {low:.1f} | {median:.1f} |")
     added = results["per turn: lookup + body + validation"][0]
     encoded = added + results[rows[-1][0]][0]
+    plain = _chains_us(False, args.repeat)
+    typed = _chains_us(True, args.repeat)
+    print("\nend to end, a one-turn FunctionModel chain (no HTTP: the cheapest turn there is):\n")
+    print("| chain | CPU µs per chain (min) |")
+    print("|---|---|")
+    print(f"| text (no output_type) | {plain:.0f} |")
+    print(f"| output_type=Order, native, validated | {typed:.0f} (+{typed - plain:.0f}) |")
     print(f"\nturn CPU from {source}:\n")
     print("| turn | CPU µs per turn | output_type adds | ... with the piece encoded per turn |")
     print("|---|---|---|---|")

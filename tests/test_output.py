@@ -146,6 +146,9 @@ def test_non_object_types_are_wrapped_for_providers() -> None:
         validate_answer(spec, "[1, 2]", mode="native", provider="openai")
     # prompted answers may use the wrapper too
     assert validate_answer(spec, '{"result": [1]}', mode="prompted", provider="x") == [1]
+    # ...unless {"result": ...} is the value itself
+    loose = output_spec(dict[str, int])
+    assert validate_answer(loose, '{"result": 3}', mode="prompted", provider="x") == {"result": 3}
 
 
 def test_json_schema_dict_is_validated_with_jsonschema() -> None:
@@ -570,7 +573,7 @@ def test_exhaustion_error_carries_every_attempt() -> None:
     assert isinstance(error, OutputValidationError)
     assert isinstance(error, AgentrtError)
     assert error.attempts == attempts
-    assert "all 2 attempts" in str(error)
+    assert "in 2 attempts" in str(error)
     again = pickle.loads(pickle.dumps(error))
     assert again.attempts == attempts and str(again) == str(error)
     assert again.attempts[0].raw == "{"
@@ -643,3 +646,33 @@ def test_the_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "| per turn: lookup + body + validation |" in out
     assert "| a turn (--turn-us) | 300 |" in out
+
+
+class _Left(BaseModel):
+    f0: int = 0
+    f1: str
+
+
+class _RightNullable(BaseModel):
+    f0: int | None
+    f1: str
+
+
+class _RightRequired(BaseModel):
+    f0: str
+    f1: str
+
+
+def test_a_null_in_a_union_of_alike_models_is_read_for_the_branch_that_takes_it() -> None:
+    # {"f0": null}: dropped (the omitted default of _Left) unless a branch requires f0 and
+    # takes null, where the null is the value itself.
+    kept = output_spec(list[_Left | _RightNullable])
+    value = validate_answer(
+        kept, '{"result": [{"f0": null, "f1": "x"}]}', mode="native", provider="openai"
+    )
+    assert value == [_RightNullable(f0=None, f1="x")]
+    dropped = output_spec(list[_Left | _RightRequired])
+    value = validate_answer(
+        dropped, '{"result": [{"f0": null, "f1": "x"}]}', mode="native", provider="openai"
+    )
+    assert value == [_Left(f0=0, f1="x")]

@@ -65,7 +65,7 @@ def test_invalid_answers_retry_then_exhaust_with_every_attempt() -> None:
     assert "not valid JSON" in attempts[0].error
     assert "population: Field required" in attempts[1].error
     assert "name: Input should be a valid string" in attempts[2].error
-    assert "all 3 attempts" in str(info.value)
+    assert "in 3 attempts" in str(info.value)
 
 
 def test_zero_retries_fails_on_the_first_invalid_answer() -> None:
@@ -161,7 +161,9 @@ def test_tool_choice_may_name_the_final_tool_in_tool_mode() -> None:
     run = OutputRun(
         City, "tool", provider="openai", tool_names=["add"], tool_choice=OUTPUT_TOOL_NAME
     )
-    assert run.request.tool_choice == OUTPUT_TOOL_NAME
+    assert run.request.tool_choice == "required"  # the mode's; the caller's goes on the request
+    with pytest.raises(UsageError, match="could not call the final-result tool"):
+        OutputRun(City, "tool", provider="openai", tool_choice="none")
 
 
 def test_partial_output_unwraps_and_grows() -> None:

@@ -22,7 +22,20 @@ from __future__ import annotations
 
 from ._concise import concise_schema, load_schema
 from ._extract import extract_json, partial_json
-from ._run import Continue, Done, OutputRequest, OutputRun, PartialOutput, Retry, Verdict
+from ._fake import output_json, render_json, render_output
+from ._run import (
+    Continue,
+    Done,
+    OutputRequest,
+    OutputRun,
+    PartialOutput,
+    Retry,
+    Verdict,
+    judge_prompt,
+    judge_turn,
+    plan_output,
+    refusal_of,
+)
 from ._spec import OutputInvalid, OutputSpec, output_spec
 from ._strict import Dialect, dialect
 from ._validate import exhausted, retry_message, truncated_message, validate_answer
@@ -38,6 +51,7 @@ from ._wire import (
     output_tool_choice,
     output_tool_wire,
     prompted_system,
+    request_fragment,
     resolve_mode,
     tool_choice_body,
 )
@@ -65,12 +79,20 @@ __all__ = [
     "load_schema",
     "merge_body",
     "native_body",
+    "output_json",
     "output_spec",
     "output_tool",
     "output_tool_choice",
+    "judge_prompt",
+    "judge_turn",
     "output_tool_wire",
     "partial_json",
+    "plan_output",
     "prompted_system",
+    "refusal_of",
+    "render_json",
+    "render_output",
+    "request_fragment",
     "resolve_mode",
     "retry_message",
     "tool_choice_body",

@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import OutputAttempt, OutputRefusedError, UsageError
+from ..errors import OutputAttempt, OutputRefusedError, OutputValidationError, UsageError
 from ..messages import Message, ToolCall, ToolResult, ToolSpec
 from ._extract import partial_json
 from ._spec import WRAP_KEY, OutputInvalid, OutputSpec, output_spec
@@ -27,10 +27,15 @@ from ._wire import (
     output_tool_choice,
     prompted_system,
     resolve_mode,
+    tool_choice_body,
 )
 
 __all__ = [
     "Continue",
+    "judge_prompt",
+    "judge_turn",
+    "plan_output",
+    "refusal_of",
     "Done",
     "OutputRequest",
     "OutputRun",
@@ -47,7 +52,8 @@ class OutputRequest:
     Attributes:
         spec: the output spec (its schema and dialects).
         mode: the resolved mode.
-        tool_choice: the ``tool_choice`` to send (``None``: the provider's default).
+        tool_choice: the mode's ``tool_choice`` (``tool`` mode: the final-result tool, or
+            "required" beside other tools), sent when the request names none.
     """
 
     spec: OutputSpec
@@ -126,9 +132,14 @@ class OutputRun:
                 )
             names.append(OUTPUT_TOOL_NAME)
         check_tool_choice(tool_choice, names)
-        if self.mode == "tool" and tool_choice is None:
-            tool_choice = output_tool_choice(tool_names)
-        self.request = OutputRequest(self.spec, self.mode, tool_choice)
+        if self.mode == "tool" and tool_choice == "none":
+            raise UsageError(
+                "tool_choice='none' with output_mode='tool': the model could not call the "
+                "final-result tool; use output_mode='native' or 'prompted'"
+            )
+        # The mode's own choice; a caller's tool_choice travels on the request and wins.
+        mode_choice = output_tool_choice(tool_names) if self.mode == "tool" else None
+        self.request = OutputRequest(self.spec, self.mode, mode_choice)
         self.attempts: list[OutputAttempt] = []
 
     # --- what each request carries ---------------------------------------------------------
@@ -271,3 +282,103 @@ def _result(call: ToolCall, content: str, *, error: bool) -> ToolResult:
 def _in_order(calls: Sequence[ToolCall], results: list[ToolResult]) -> list[ToolResult]:
     position = {c.id: i for i, c in enumerate(calls)}
     return sorted(results, key=lambda r: position.get(r.tool_call_id, 0))
+
+
+def refusal_of(response: Any) -> str | None:
+    """The refusal a finished turn reports, or ``None``.
+
+    OpenAI sends a ``refusal`` field (kept by its codec as ``provider_data["refusal"]``);
+    Anthropic ends the turn with ``stop_reason: "refusal"``.
+    """
+    data = response.provider_data or {}
+    refusal = data.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        return refusal
+    if response.raw_finish_reason == "refusal":
+        return str(response.text_so_far)
+    return None
+
+
+def judge_turn(run: OutputRun, response: Any) -> Verdict:
+    """Judge a chain's finished turn (see :meth:`OutputRun.judge`).
+
+    Raises:
+        OutputRefusedError: the model refused.
+        OutputValidationError: the answer failed and no retry is left.
+    """
+    return run.judge(
+        text=response.text_so_far,
+        calls=response.message.tool_calls,
+        finish_reason=response.finish_reason,
+        refusal=refusal_of(response),
+    )
+
+
+def judge_prompt(run: OutputRun, response: Any) -> tuple[str, Any]:
+    """Judge the one turn of ``model.prompt(..., output_type=...)``.
+
+    Returns:
+        ``("value", value)`` or ``("error", exception)``; a prompt has no retries, and a
+        turn that asks for tools instead of answering is an error too (``prompt()`` runs no
+        tools).
+    """
+    calls = response.message.tool_calls
+    try:
+        verdict = run.judge(
+            text=response.text_so_far,
+            calls=calls,
+            finish_reason=response.finish_reason,
+            refusal=refusal_of(response),
+        )
+    except (OutputRefusedError, OutputValidationError) as exc:
+        return ("error", exc)
+    if isinstance(verdict, Done):
+        return ("value", verdict.value)
+    names = ", ".join(c.name for c in calls) or "none"
+    attempt = OutputAttempt(
+        response.text_so_far,
+        f"the model asked for tool calls ({names}) instead of answering; prompt() runs no "
+        "tools: use chain() to run them and get the output",
+    )
+    return ("error", exhausted(run.spec, [attempt]))
+
+
+def plan_output(
+    output_type: Any,
+    output_mode: str,
+    output_retries: int,
+    *,
+    provider: str,
+    tool_names: Collection[str],
+    tool_choice: Any,
+    parallel_tool_calls: Any,
+    where: str,
+) -> OutputRun | None:
+    """Check the output and tool-loop arguments of a ``prompt()``/``chain()`` call.
+
+    Returns:
+        The :class:`OutputRun`, or ``None`` without ``output_type``.
+
+    Raises:
+        UsageError: any of them is wrong; the message starts with ``where``.
+    """
+    try:
+        tool_choice_body(provider if provider in _WIRE else "openai", None, parallel_tool_calls)
+        if output_type is None:
+            if output_mode != "auto":
+                raise UsageError(f"output_mode={output_mode!r} needs output_type=...")
+            check_tool_choice(tool_choice, tool_names)
+            return None
+        return OutputRun(
+            output_type,
+            output_mode,
+            output_retries,
+            provider=provider,
+            tool_names=tool_names,
+            tool_choice=tool_choice,
+        )
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+_WIRE = ("openai", "anthropic", "gemini")

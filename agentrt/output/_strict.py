@@ -180,7 +180,9 @@ class _Norm:
         self.drop: frozenset[str] = frozenset()
         self.props: dict[str, _Norm] = {}
         self.items: _Norm | None = None
-        self.any_of: list[tuple[frozenset[str] | None, _Norm | None]] = []
+        #: ``(property names, required nullable names, normaliser)`` of each branch; the
+        #: names are ``None`` for a branch that is not an object with properties.
+        self.any_of: list[tuple[frozenset[str] | None, frozenset[str], _Norm | None]] = []
         self.ref: str | None = None
         self.table: dict[str, _Norm | None] = {}
 
@@ -189,22 +191,55 @@ class _Norm:
             target = self.table.get(self.ref)
             return value if target is None else target.apply(value)
         if isinstance(value, dict):
-            for key in self.drop:
-                if key in value and value[key] is None:
-                    del value[key]
-            for key, norm in self.props.items():
-                if key in value:
-                    value[key] = norm.apply(value[key])
+            self._drop(value, self.drop)
+            self._nested(value)
         elif isinstance(value, list) and self.items is not None:
             for index, item in enumerate(value):
                 value[index] = self.items.apply(item)
-        for keys, branch in self.any_of:
-            # A strict answer to an object branch has exactly that branch's keys.
-            if branch is None:
-                continue
-            if keys is None or (isinstance(value, dict) and keys == set(value)):
-                return branch.apply(value)
+        if self.any_of:
+            return self._branch(value)
         return value
+
+    @staticmethod
+    def _drop(value: dict[str, Any], keys: frozenset[str]) -> None:
+        for key in keys:
+            if key in value and value[key] is None:
+                del value[key]
+
+    def _nested(self, value: dict[str, Any]) -> None:
+        for key, norm in self.props.items():
+            if key in value:
+                value[key] = norm.apply(value[key])
+
+    def _branch(self, value: Any) -> Any:
+        # A strict answer to an object branch has exactly that branch's property names.
+        if isinstance(value, dict):
+            keys = frozenset(value)
+            matching = [(keep, n) for names, keep, n in self.any_of if names == keys]
+            if len(matching) > 1:
+                # Branches alike in their names: a null some branch sent for an omitted
+                # field is dropped, unless another branch requires that field and takes null.
+                kept = frozenset().union(*(keep for keep, _ in matching))
+                drops = [n.resolved().drop for _, n in matching if n is not None]
+                self._drop(value, frozenset().union(*drops) - kept)
+                first = next((n for _, n in matching if n is not None), None)
+                if first is not None:
+                    first.resolved()._nested(value)
+                return value
+            if matching:
+                norm = matching[0][1]
+                return value if norm is None else norm.apply(value)
+        for names, _, norm in self.any_of:
+            if names is None and norm is not None:
+                return norm.apply(value)
+        return value
+
+    def resolved(self) -> _Norm:
+        """This normaliser, or the definition's that it refers to."""
+        if self.ref is not None:
+            target = self.table.get(self.ref)
+            return target.resolved() if target is not None else _Norm()
+        return self
 
 
 class _Converter:
@@ -350,26 +385,45 @@ class _Converter:
 
     def union(self, out: dict[str, Any], branches: list[Any], path: str) -> _Norm | None:
         converted: list[dict[str, Any]] = []
-        norms: list[tuple[frozenset[str] | None, _Norm | None]] = []
+        norms: list[tuple[frozenset[str] | None, frozenset[str], _Norm | None]] = []
         for i, branch in enumerate(branches):
             sub, norm = self.node(branch, f"{path}/anyOf/{i}")
             converted.append(sub)
-            keys = self.keys_of(sub)
-            norms.append((keys, norm))
+            names, optional = self.shape_of(branch)
+            norms.append((names, optional, norm))
         out["anyOf"] = converted
-        if any(n is not None for _, n in norms):
+        if any(n is not None for _, _, n in norms):
             union = _Norm()
             union.any_of = norms
             return union
         return None
 
-    def keys_of(self, schema: dict[str, Any]) -> frozenset[str] | None:
-        if "$ref" in schema:
-            target = self.defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {})
-            return frozenset(target.get("properties", {})) if "properties" in target else None
-        if "properties" in schema:
-            return frozenset(schema["properties"])
-        return None
+    def shape_of(self, schema: Any, depth: int = 0) -> tuple[frozenset[str] | None, frozenset[str]]:
+        """The property names of an original object branch, and its required nullable ones."""
+        if not isinstance(schema, dict) or depth > 8:
+            return None, frozenset()
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            return self.shape_of(self.defs.get(ref.rsplit("/", 1)[-1]), depth + 1)
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            return None, frozenset()
+        required = set(schema.get("required", ()))
+        nullable = {
+            k for k, sub in properties.items() if k in required and self.takes_null(sub, depth)
+        }
+        return frozenset(properties), frozenset(nullable)
+
+    def takes_null(self, schema: Any, depth: int = 0) -> bool:
+        """Whether an original schema accepts ``null``."""
+        if not isinstance(schema, dict) or depth > 8:
+            return False
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            return self.takes_null(self.defs.get(ref.rsplit("/", 1)[-1]), depth + 1)
+        if _nullable(schema) or schema.get("const", 0) is None:
+            return True
+        return any(self.takes_null(b, depth + 1) for b in schema.get("anyOf", ()))
 
     def object(self, out: dict[str, Any], schema: dict[str, Any], path: str) -> _Norm | None:
         properties = schema.pop("properties", None)

@@ -37,8 +37,12 @@ def validate_answer(spec: OutputSpec, raw: str, *, mode: ResolvedMode, provider:
     value = extract_json(raw)
     if mode == "prompted":
         # The prompt shows the type's own schema; a model may still answer with the wrapper.
-        wrapped = spec.wrapped and isinstance(value, dict) and set(value) == {WRAP_KEY}
-        return spec.validate_value(value, wrapped=wrapped)
+        if spec.wrapped and isinstance(value, dict) and set(value) == {WRAP_KEY}:
+            try:
+                return spec.validate_value(value, wrapped=True)
+            except OutputInvalid:
+                pass  # {"result": ...} may be the value itself (a dict output)
+        return spec.validate_value(value, wrapped=False)
     if provider in _DIALECT_PROVIDERS:
         value = dialect(spec, provider).normalize(value)  # type: ignore[arg-type]
     return spec.validate_value(value, wrapped=True)
@@ -73,10 +77,10 @@ def truncated_message(mode: ResolvedMode) -> str:
 def exhausted(spec: OutputSpec, attempts: Sequence[OutputAttempt]) -> OutputValidationError:
     """The error raised when every allowed attempt failed validation."""
     count = len(attempts)
-    last = attempts[-1].error if attempts else ""
-    first_line = last.splitlines()[0] if last else "no answer"
+    last = " ".join(attempts[-1].error.split()) if attempts else "no answer"
+    first_line = last if len(last) <= 160 else last[:157] + "..."
     return OutputValidationError(
-        f"the model's answer failed validation as {spec.name} on all {count} attempt"
+        f"the model's answer failed validation as {spec.name} in {count} attempt"
         f"{'s' if count != 1 else ''} (last: {first_line}); see .attempts for each raw answer "
         "and error",
         attempts,

@@ -39,6 +39,7 @@ __all__ = [
     "output_tool_choice",
     "output_tool_wire",
     "prompted_system",
+    "request_fragment",
     "resolve_mode",
     "tool_choice_body",
 ]
@@ -126,13 +127,17 @@ def output_tool(spec: OutputSpec, provider: str | None = None) -> ToolSpec:
     Anthropic and Gemini tools, whose codecs send plain tool schemas), else the object schema.
     """
     schema = spec.object_schema
+    strict = False
     if provider in _DIALECT_PROVIDERS:
-        schema = dialect(spec, provider).schema  # type: ignore[arg-type]
+        converted = dialect(spec, provider)  # type: ignore[arg-type]
+        schema = converted.schema
+        # Only OpenAI's tool format takes a strict flag; the others send the schema plainly.
+        strict = provider == "openai" and converted.strict
     description = (
         f"Call this tool to give your final answer: {spec.description} "
         "Its arguments are the answer; call it once, when you are done."
     )
-    return ToolSpec(OUTPUT_TOOL_NAME, description, schema)
+    return ToolSpec(OUTPUT_TOOL_NAME, description, schema, strict=strict)
 
 
 def output_tool_wire(spec: OutputSpec, provider: str) -> dict[str, Any]:
@@ -143,14 +148,13 @@ def output_tool_wire(spec: OutputSpec, provider: str) -> dict[str, Any]:
     """
     tool = output_tool(spec, provider)
     if provider == "openai":
-        d = dialect(spec, "openai")
         return {
             "type": "function",
             "function": {
                 "name": tool.name,
                 "description": tool.description,
                 "parameters": tool.parameters,
-                "strict": d.strict,
+                "strict": tool.strict,
             },
         }
     if provider == "anthropic":
@@ -259,6 +263,27 @@ def tool_choice_body(
             config["allowedFunctionNames"] = [choice]
         return {"toolConfig": {"functionCallingConfig": config}}
     raise ValueError(f"provider {provider!r} has no tool_choice format here")
+
+
+def request_fragment(provider: str, request: Any) -> dict[str, Any]:
+    """Everything a ``TurnRequest`` asks of ``provider``'s body beyond messages and tools.
+
+    The native schema piece (``request.output`` in ``native`` mode), and ``tool_choice`` /
+    ``parallel_tool_calls`` (the request's own, else the output mode's choice). Codecs merge
+    it with :func:`merge_body` before ``extra_body``, so a caller's vendor fields still win.
+    """
+    output = request.output
+    choice = request.tool_choice
+    fragment: dict[str, Any] = {}
+    if output is not None:
+        if output.mode == "native":
+            fragment = native_body(output.spec, provider)
+        if choice is None:
+            choice = output.tool_choice
+    if choice is not None and not request.tools:
+        choice = None  # nothing to choose from: providers reject a choice without tools
+    pieces = tool_choice_body(provider, choice, request.parallel_tool_calls)
+    return merge_body(fragment, pieces) if fragment else pieces
 
 
 def merge_body(body: dict[str, Any], fragment: Mapping[str, Any]) -> dict[str, Any]:
