@@ -4,10 +4,12 @@
 ``--repeat`` rounds):
 
 1. the cached spec lookup (``output_spec(Model)``) and the provider dialect lookup;
-2. building the request piece (``native_body``: the cached strict schema in place);
+2. building the request piece (``native_body``, and ``native_json``, its encoding cached
+   per type, which the OpenAI codec places in the body);
 3. local validation of a valid answer (JSON parse, OpenAI-null normalisation, pydantic);
 4. the whole per-turn sum of the three, beside a turn's own CPU;
-5. end to end: a one-turn ``FunctionModel`` chain with and without ``output_type``.
+5. end to end: a one-turn ``FunctionModel`` chain, and a one-turn OpenAI chain over httpx's
+   in-memory transport (the path ``benchmarks.micro`` measures), with and without it.
 
 A turn's CPU comes from ``python -m benchmarks.micro`` ("chains, in-memory httpx
 transport"): pass its JSON with ``--micro-json`` (written by ``benchmarks.micro --json``), or
@@ -120,6 +122,54 @@ def _chains_us(output: bool, repeat: int, n: int = 300) -> float:
     return min(rounds)
 
 
+def _http_chains_us(stream: bool, repeat: int, n: int = 300) -> tuple[float, float]:
+    """CPU µs per one-turn OpenAI chain over httpx's in-memory transport (as micro's).
+
+    Returns:
+        (text chain, ``output_type=Order`` chain): the minimum of ``repeat`` rounds each,
+        the two kinds alternating so that a busy machine slows both alike.
+    """
+    import anyio
+    import httpx
+
+    from tools.fakeserver import openai_wire
+    from tools.fakeserver.script import Turn
+
+    from .micro import close_memory_model, memory_model
+
+    turn = Turn(text=ANSWER)
+    if stream:
+        pieces = list(openai_wire.render_sse(turn, "bench"))
+        kind = b"text/event-stream"
+    else:
+        pieces = [json.dumps(openai_wire.render_json(turn, "bench")).encode()]
+        kind = b"application/json"
+
+    class Answer(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, headers=[(b"content-type", kind)], content=b"".join(pieces))
+
+    async def run() -> tuple[float, float]:
+        model = memory_model(Answer(), own=True, stream=stream)
+        best = [float("inf"), float("inf")]
+        try:
+            for _ in range(repeat):
+                for typed in (False, True):
+                    start = time.process_time()
+                    for _ in range(n):
+                        if typed:
+                            await model.chain("hi", output_type=Order).output()
+                        else:
+                            await model.chain("hi").text()
+                    spent = (time.process_time() - start) / n * 1e6
+                    best[typed] = min(best[typed], spent)
+        finally:
+            await close_memory_model(model)
+        return best[0], best[1]
+
+    return anyio.run(run)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.output_bench")
     parser.add_argument("--calls", type=int, default=2000)
@@ -128,13 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turn-us", type=float, default=0.0, help="a turn's CPU in µs")
     args = parser.parse_args(argv)
 
-    from agentrt.output import dialect, native_body, output_spec, validate_answer
+    from agentrt.output import dialect, native_body, native_json, output_spec, validate_answer
     from agentrt.output._spec import clear_caches
 
     def cold() -> None:
         clear_caches()
-        spec = output_spec(Order)
-        dialect(spec, "openai")
+        dialect(output_spec(Order), "openai")
+
+    def encoded() -> None:
+        native_json(output_spec(Order), "openai")
 
     def lookup() -> None:
         dialect(output_spec(Order), "openai")
@@ -148,27 +200,19 @@ def main(argv: list[str] | None = None) -> int:
         validate_answer(spec, ANSWER, mode="native", provider="openai")
 
     def per_turn() -> None:
+        # What the OpenAI codec and the chain do per turn: the encoded piece, validation.
         turn_spec = output_spec(Order)
-        native_body(turn_spec, "openai")
+        native_json(turn_spec, "openai")
         validate_answer(turn_spec, ANSWER, mode="native", provider="openai")
-
-    piece = native_body(spec, "openai")
-
-    def encode() -> None:
-        json.dumps(piece)
 
     assert validate_answer(spec, ANSWER, mode="native", provider="openai").express is False
     rows = [
         ("cold: first use of the type (spec + OpenAI strict conversion)", cold, 50),
         ("output_spec(Order) + dialect(..., 'openai'), cached", lookup, args.calls),
         ("native_body(spec, 'openai') (cached schema)", body, args.calls),
+        ("native_json(spec, 'openai') (the encoded piece, cached)", encoded, args.calls),
         ("validate_answer(...) of a valid 10-field answer", validate, args.calls),
         ("per turn: lookup + body + validation", per_turn, args.calls),
-        (
-            "json.dumps of the response_format piece (unless the codec caches it)",
-            encode,
-            args.calls,
-        ),
     ]
     results = {name: _cpu_us(fn, calls, args.repeat) for name, fn, calls in rows}
 
@@ -197,7 +241,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, (low, median) in results.items():
         print(f"| {name} | {low:.1f} | {median:.1f} |")
     added = results["per turn: lookup + body + validation"][0]
-    encoded = added + results[rows[-1][0]][0]
     plain = _chains_us(False, args.repeat)
     typed = _chains_us(True, args.repeat)
     print("\nend to end, a one-turn FunctionModel chain (no HTTP: the cheapest turn there is):\n")
@@ -205,14 +248,20 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|")
     print(f"| text (no output_type) | {plain:.0f} |")
     print(f"| output_type=Order, native, validated | {typed:.0f} (+{typed - plain:.0f}) |")
-    print(f"\nturn CPU from {source}:\n")
-    print("| turn | CPU µs per turn | output_type adds | ... with the piece encoded per turn |")
+    print("\nend to end over HTTP (OpenAI codec, httpx in-memory transport, one turn):\n")
+    print("| chain | text | output_type=Order | added |")
     print("|---|---|---|---|")
-    for name, value in turns.items():
+    for stream in (False, True):
+        plain, typed = _http_chains_us(stream, args.repeat)
         print(
-            f"| {name} | {value:.0f} | {added:.1f} µs = {added / value * 100:.1f}% "
-            f"| {encoded:.1f} µs = {encoded / value * 100:.1f}% |"
+            f"| {'stream' if stream else 'json'} | {plain:.0f} | {typed:.0f} "
+            f"| {typed - plain:+.0f} µs = {(typed - plain) / plain * 100:+.1f}% |"
         )
+    print(f"\nturn CPU from {source}:\n")
+    print("| turn | CPU µs per turn | output_type adds |")
+    print("|---|---|---|")
+    for name, value in turns.items():
+        print(f"| {name} | {value:.0f} | {added:.1f} µs = {added / value * 100:.1f}% |")
     return 0
 
 

@@ -35,6 +35,7 @@ from agentrt.output import (
     load_schema,
     merge_body,
     native_body,
+    native_json,
     output_spec,
     output_tool,
     output_tool_choice,
@@ -378,6 +379,13 @@ def test_native_bodies_per_provider() -> None:
     }
     with pytest.raises(ValueError, match="offline"):
         native_body(spec, "offline")
+
+
+def test_native_json_is_encoded_once_per_type() -> None:
+    spec = output_spec(Person)
+    text = native_json(spec, "openai")
+    assert json.loads(text) == native_body(spec, "openai")["response_format"]
+    assert native_json(output_spec(Person), "openai") is text
 
 
 def test_merge_body_merges_generation_config_key_by_key() -> None:

@@ -308,7 +308,7 @@ def judge_turn(run: OutputRun, response: Any) -> Verdict:
     """
     return run.judge(
         text=response.text_so_far,
-        calls=response.message.tool_calls,
+        calls=response._tool_calls,
         finish_reason=response.finish_reason,
         refusal=refusal_of(response),
     )

@@ -35,6 +35,7 @@ __all__ = [
     "check_tool_choice",
     "merge_body",
     "native_body",
+    "native_json",
     "output_tool",
     "output_tool_choice",
     "output_tool_wire",
@@ -118,6 +119,23 @@ def native_body(spec: OutputSpec, provider: str) -> dict[str, Any]:
             }
         }
     raise ValueError(f"provider {provider!r} has no native schema mode")
+
+
+def native_json(spec: OutputSpec, provider: str) -> str:
+    """The JSON text of each top-level value of :func:`native_body`, encoded once per type.
+
+    For OpenAI that is the ``response_format`` object: a codec can place the text in its
+    body as it is, instead of encoding the schema again on every turn of every chain.
+    """
+    key = f"{provider}/native-json"
+    text = spec.data.dialects.get(key)
+    if text is None:
+        (value,) = native_body(spec, provider).values()
+        text = spec.data.dialects[key] = _dumps(value)
+    return str(text)
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def output_tool(spec: OutputSpec, provider: str | None = None) -> ToolSpec:

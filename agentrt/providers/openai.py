@@ -42,7 +42,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
-from ..output import merge_body, request_fragment
+from ..output import merge_body, native_json, request_fragment
 from ._wire import Encoded, dumps, error_for_status, error_message, event_json, generation_items
 
 __all__ = ["OpenAICodec", "OpenAIDecoder"]
@@ -178,14 +178,9 @@ class OpenAICodec:
             or request.parallel_tool_calls is not None
         ):
             fragment = request_fragment("openai", request)
-            schema = fragment.get("response_format")
-            if schema is not None and cache is not None:
-                # The same schema on every turn of a chain: encoded once per chain.
-                key = ("response_format", id(request.output))
-                text = cache.get(key)
-                if text is None:
-                    text = cache[key] = dumps(schema)
-                fragment["response_format"] = Encoded(text)
+            if "response_format" in fragment and cache is not None:
+                # The same schema for every request with this type: encoded once.
+                fragment["response_format"] = Encoded(native_json(request.output.spec, "openai"))
             merge_body(body, fragment)
         if stream:
             body["stream"] = True
