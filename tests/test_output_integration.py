@@ -253,3 +253,23 @@ async def test_cancel_chain_from_a_tool_is_raised_by_output() -> None:
     chain = model.chain("x", tools=[stop], output_type=City)
     with pytest.raises(agentrt.CancelChain, match="enough"):
         await chain.output()
+
+
+@pytest.mark.anyio
+async def test_a_log_written_before_typed_results_is_migrated(tmp_path: Path) -> None:
+    from agentrt.logs._schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    for statement in MIGRATIONS[0]:
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with agentrt.SQLiteLogger(path) as log:
+        model = FunctionModel(lambda m, t: ModelTurn(output=City(name="B", population=3)))
+        await model.chain("x", output_type=City, callbacks=[log]).output()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    [(mode, output)] = db.execute("SELECT output_mode, output FROM chains").fetchall()
+    assert (mode, json.loads(output)) == ("native", {"name": "B", "population": 3})
