@@ -273,3 +273,17 @@ async def test_a_log_written_before_typed_results_is_migrated(tmp_path: Path) ->
     assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
     [(mode, output)] = db.execute("SELECT output_mode, output FROM chains").fetchall()
     assert (mode, json.loads(output)) == ("native", {"name": "B", "population": 3})
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: m.chain("x", outputtype=int), "did you mean 'output_type'"),
+        (lambda m: m.chain("x", output_retry=1), "did you mean 'output_retries'"),
+        (lambda m: m.prompt("x", output_retries=1), "output_retries= is a parameter of chain()"),
+        (lambda m: m.chain("x", toolchoice="auto"), "did you mean 'tool_choice'"),
+    ],
+)
+def test_misspelt_output_parameters_get_a_suggestion(call: Any, message: str) -> None:
+    with pytest.raises(agentrt.UsageError, match=message):
+        call(agentrt.get_async_model("offline"))
