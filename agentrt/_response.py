@@ -353,7 +353,7 @@ class AsyncResponse(Lifecycle):
             if chunks or hooks.on_chunk:
                 final = StreamChunk(content="", finish_reason=state.finish_reason, turn=turn)
                 if partial is not None:
-                    final.partial_output = partial.value
+                    final.partial_output = partial.final()
                 if hooks.on_chunk:
                     await hooks.emit("on_chunk", self, final)
                 if chunks:

@@ -169,11 +169,39 @@ def test_tool_choice_may_name_the_final_tool_in_tool_mode() -> None:
 def test_partial_output_unwraps_and_grows() -> None:
     run = OutputRun(list[int], provider="openai")
     partial = run.partial()
-    seen = [partial.feed(piece) for piece in ['{"res', 'ult": [1', ", 2", "]}"]]
-    assert seen == [None, [1], [1, 2], [1, 2]]
+    seen = [partial.feed(piece) for piece in ['{"result": [1', ", 2", ", 3, 4, 5, 6, 7, 8]}"]]
+    assert seen == [None, [1, 2], [1, 2, 3, 4, 5, 6, 7, 8]]  # parsed once 16 characters came
+    assert partial.final() == [1, 2, 3, 4, 5, 6, 7, 8]
     prompted = OutputRun(City, "prompted", provider="openai").partial()
     assert prompted.feed('```json\n{"name": "Os') in ({"name": "Os"}, {})
     assert prompted.feed('lo", "population": 3}') == {"name": "Oslo", "population": 3}
+    small = OutputRun(City, provider="openai").partial()
+    assert small.feed('{"a"') is None
+    assert small.final() == {"a": None} or small.final() == {}
+
+
+def test_partial_parsing_stays_linear_for_long_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One delta per character of a 200 kB answer: the parses read about 5x its length in
+    # all (a quarter's growth between parses), not its square.
+    import agentrt.output._run as run_module
+
+    calls: list[int] = []
+    real = run_module.partial_json
+
+    def counting(text: str) -> object:
+        calls.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(run_module, "partial_json", counting)
+    answer = json.dumps({"result": list(range(40_000))})
+    partial = OutputRun(list[int], provider="openai").partial()
+    for char in answer:
+        partial.feed(char)
+    assert partial.final() == list(range(40_000))
+    assert sum(calls) < 6 * len(answer)
+    assert len(calls) < 60
 
 
 def test_attempt_is_a_named_tuple() -> None:

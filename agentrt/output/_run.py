@@ -249,24 +249,45 @@ class PartialOutput:
     Feed it the turn's text deltas (``native``/``prompted``) or the final-result tool's
     argument deltas (``tool``); :attr:`value` is the partial JSON value (unwrapped from
     ``{"result": ...}`` in ``tool``/``native`` modes when the type is wrapped), or ``None``.
+
+    Each parse reads the whole text so far, so the value is parsed again only once the
+    text grew by a quarter (at least 16 characters) since the last parse, and by
+    :meth:`final`: the parsing of a long answer stays linear in its length, whatever the
+    number of deltas.
     """
 
-    __slots__ = ("_buffer", "_unwrap", "value")
+    __slots__ = ("_buffer", "_parsed", "_size", "_unwrap", "value")
 
     def __init__(self, *, unwrap: bool = False) -> None:
         self._unwrap = unwrap
         self._buffer: list[str] = []
+        self._size = 0  # characters received
+        self._parsed = 0  # characters the value was parsed from
         self.value: Any = None
 
     def feed(self, delta: str) -> Any:
         """Add a delta and return the partial value so far."""
         if delta:
             self._buffer.append(delta)
-            value = partial_json("".join(self._buffer))
-            if self._unwrap and isinstance(value, dict):
-                value = value.get(WRAP_KEY)
-            self.value = value
+            self._size += len(delta)
+            if self._size - self._parsed >= max(16, self._parsed >> 2):
+                self._parse()
         return self.value
+
+    def final(self) -> Any:
+        """The value parsed from everything received."""
+        if self._size != self._parsed:
+            self._parse()
+        return self.value
+
+    def _parse(self) -> None:
+        text = "".join(self._buffer)
+        self._buffer = [text]
+        self._parsed = self._size
+        value = partial_json(text)
+        if self._unwrap and isinstance(value, dict):
+            value = value.get(WRAP_KEY)
+        self.value = value
 
 
 def _error_text(exc: OutputInvalid, finish_reason: str | None, mode: ResolvedMode) -> str:
