@@ -4,6 +4,7 @@ from ._chain import AsyncChain
 from ._model import AsyncConversation, AsyncModel, get_async_model
 from ._response import AsyncResponse
 from ._retry import RetryPolicy
+from .batch import BatchResult, RateLimit, run_batch, run_batch_sync
 from .callbacks import CallbackHandler, UsageTracker, track_usage
 from .errors import (
     AgentrtError,
@@ -13,6 +14,8 @@ from .errors import (
     BadRequestError,
     CancelChain,
     ChainLimitError,
+    MCPConnectionError,
+    MCPToolError,
     MissingAPIKeyError,
     OutputAttempt,
     OutputRefusedError,
@@ -44,11 +47,14 @@ __all__ = [
     "AsyncResponse",
     "AuthenticationError",
     "BadRequestError",
+    "BatchResult",
     "CallbackHandler",
     "CancelChain",
     "Chain",
     "ChainLimitError",
     "Conversation",
+    "MCPConnectionError",
+    "MCPToolError",
     "Message",
     "MissingAPIKeyError",
     "Model",
@@ -56,6 +62,7 @@ __all__ = [
     "OutputRefusedError",
     "OutputValidationError",
     "ProviderError",
+    "RateLimit",
     "RateLimitError",
     "Response",
     "RetryPolicy",
@@ -78,6 +85,8 @@ __all__ = [
     "async_tool_is",
     "get_async_model",
     "get_model",
+    "run_batch",
+    "run_batch_sync",
     "tool",
     "track_usage",
 ]

@@ -12,7 +12,9 @@ Errors::
     ├── ToolError                    a tool call that could not be completed
     │   ├── ToolArgumentsError       arguments not JSON, or failed validation
     │   ├── UnknownToolError
-    │   └── ToolTimeoutError
+    │   ├── ToolTimeoutError
+    │   └── MCPToolError             an MCP tool's isError result, JSON-RPC error, lost server
+    ├── MCPConnectionError           an MCP server could not be reached or did not answer
     └── ProviderError                the model provider failed; status, message, request id
         ├── AuthenticationError      401 / 403
         ├── BadRequestError          400 / 404 / 409 / 413 / 422, a blocked prompt
@@ -45,6 +47,8 @@ __all__ = [
     "BadRequestError",
     "CancelChain",
     "ChainLimitError",
+    "MCPConnectionError",
+    "MCPToolError",
     "MissingAPIKeyError",
     "OutputRefusedError",
     "OutputValidationError",
@@ -189,6 +193,36 @@ class APIConnectionError(ProviderError):
 
 class APITimeoutError(APIConnectionError):
     """The request timed out."""
+
+
+class MCPConnectionError(AgentrtError):
+    """An MCP server could not be reached, did not answer in time, or went away.
+
+    Attributes:
+        server: the server's name (its prefix, its config key or its command/URL).
+    """
+
+    def __init__(self, message: str, *, server: str = "") -> None:
+        super().__init__(message)
+        self.server = server
+
+
+class MCPToolError(ToolError):
+    """An MCP tool call failed: an ``isError`` result, a JSON-RPC error or a lost connection.
+
+    Attributes:
+        server: the server's name.
+        code: the JSON-RPC error code, or ``None`` for an ``isError`` result.
+        result: the MCP ``CallToolResult`` of an ``isError`` result, else ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, server: str = "", code: int | None = None, result: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.server = server
+        self.code = code
+        self.result = result
 
 
 # --- typed results (``output_type=``) --------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import select
 import socket
 import ssl
@@ -131,9 +132,21 @@ async def _connect_socket(loop: asyncio.AbstractEventLoop, host: str, port: int)
     can lose the winning socket, which then stays open until garbage collection. Here
     every socket is closed by the attempt that made it, whatever ends it.
     """
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos = _numeric_address(host, port) or await loop.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )
     if not infos:  # pragma: no cover - getaddrinfo raises instead
         raise OSError(f"no address for {host!r}")
+    if len(infos) == 1:  # one address (an IP, or one record): nothing to race
+        family, kind, proto, _name, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
     winner: list[socket.socket] = []
     errors: list[OSError] = []
 
@@ -173,6 +186,18 @@ async def _connect_socket(loop: asyncio.AbstractEventLoop, host: str, port: int)
             raise errors[0]
         raise OSError(f"could not connect to {host}:{port}: " + "; ".join(map(str, errors)))
     return winner[0]
+
+
+def _numeric_address(host: str, port: int) -> list[_AddrInfo] | None:
+    """The address of an IP literal, without the resolver (and its thread hop)."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if ip.version == 4:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(ip), port))]
+    address = (str(ip), port, 0, 0)
+    return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)]
 
 
 def _interleave(infos: list[_AddrInfo]) -> list[_AddrInfo]:

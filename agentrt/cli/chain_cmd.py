@@ -191,7 +191,7 @@ def run_chain(args: argparse.Namespace) -> int:
         AgentrtError: the model or a ``-T`` tool is unknown, or a key is missing.
     """
     prompt = read_prompt(args.prompt, sys.stdin)
-    tools = gather_tools(args.tools, args.functions)
+    tools = [*gather_tools(args.tools, args.functions), *getattr(args, "extra_tools", ())]
     schema = None
     if args.schema is not None:
         try:

@@ -8,10 +8,12 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import AgentrtError
+from .batch_cmd import add_batch_parser
 from .chain_cmd import MODEL_ENV, run_chain
 from .exit_codes import EPILOG, CLIError, ExitCode, cli_message, exit_code_for
 from .info_cmds import run_models, run_tools
 from .logs_cmd import run_logs
+from .mcp_cmd import register as register_mcp
 
 __all__ = ["build_parser", "main"]
 
@@ -133,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--json", action="store_true", help="print JSON")
     _log_options(logs)
     logs.set_defaults(run=run_logs)
+    register_mcp(commands)
+    add_batch_parser(commands)
     return parser
 
 

@@ -566,3 +566,17 @@ async def test_a_retry_policy_and_on_retry(
 def test_a_bad_retry_policy_is_a_usage_error(bad: dict[str, Any]) -> None:
     with pytest.raises(agentrt.UsageError, match=next(iter(bad))):
         agentrt.RetryPolicy(**bad)
+
+
+@targets
+async def test_a_host_name_with_several_addresses_connects(
+    fake_server: FakeServer, target: Target
+) -> None:
+    """``localhost`` (often ::1 and 127.0.0.1; the server listens on the latter only)."""
+
+    async def scenario(model: AsyncModel) -> None:
+        fake_server.push(Turn(text=TEXT))
+        assert await model.chain("hi").text() == TEXT
+
+    base_url = target.base_url(fake_server).replace("127.0.0.1", "localhost")
+    await run_checked(fake_server, target.model(base_url=base_url), scenario)
