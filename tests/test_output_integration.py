@@ -287,3 +287,19 @@ async def test_a_log_written_before_typed_results_is_migrated(tmp_path: Path) ->
 def test_misspelt_output_parameters_get_a_suggestion(call: Any, message: str) -> None:
     with pytest.raises(agentrt.UsageError, match=message):
         call(agentrt.get_async_model("offline"))
+
+
+@pytest.mark.anyio
+async def test_batches_return_validated_outputs_and_name_failures() -> None:
+    def script(messages: list[Message], tools: list[ToolSpec]) -> ModelTurn:
+        prompt = messages[0].content
+        return ModelTurn(output="{}" if prompt == "bad" else City(name=prompt, population=1))
+
+    model = FunctionModel(script)
+    results = [
+        r
+        async for r in agentrt.run_batch(model, ["Oslo", "bad"], output_type=City, output_retries=0)
+    ]
+    assert [r.status for r in results] == ["completed", "failed"]
+    assert results[0].output == City(name="Oslo", population=1)
+    assert results[1].output is None and results[1].error_type == "OutputValidationError"
