@@ -21,8 +21,10 @@ from ._response import AsyncResponse, LazyId, Lifecycle, Status
 from .callbacks import DoneCallbacks, Hooks
 from .errors import CancelChain, ChainLimitError, UsageError
 from .messages import Message, StreamChunk, ToolCall, ToolResult, TurnRequest, Usage
+from .output import Done, Retry, exhausted, judge_turn
 
 if TYPE_CHECKING:
+    from .output import OutputRun
     from .providers.base import Provider
     from .tools import Tool
 
@@ -207,6 +209,9 @@ class AsyncChain(Lifecycle):
         history: list[Message] | None = None,
         name: str | None = None,
         conversation_id: str | None = None,
+        output: OutputRun | None = None,
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> None:
         self.model = model_id
         self.name = name
@@ -231,6 +236,15 @@ class AsyncChain(Lifecycle):
         self._runner = runner if runner is not None else ToolRunner(tools)
         self._hooks = hooks
         self._done = DoneCallbacks()
+        self._output = output
+        self._tool_choice = tool_choice
+        self._parallel_tool_calls = parallel_tool_calls
+        #: The resolved output mode (``"native"``, ``"tool"``, ``"prompted"``), or ``None``.
+        self.output_mode: str | None = output.mode if output is not None else None
+        self._request_system = output.system(system) if output is not None else system
+        if output is not None:
+            self._specs = output.tools(self._specs)
+        self._value: Any = None
 
     #: A unique id of this chain (made when first read).
     id = LazyId()
@@ -251,6 +265,35 @@ class AsyncChain(Lifecycle):
         """
         await self._run_to_end()
         return self.final_text
+
+    async def output(self) -> Any:
+        """Run the chain if needed and return its validated output.
+
+        Without ``output_type=`` this is the final answer text, as :meth:`text`.
+
+        Raises:
+            OutputValidationError: every allowed answer failed validation (``.attempts``).
+            OutputRefusedError: the model refused.
+            CancelChain: a tool or ``before_call`` ended the chain before the output.
+            UsageError: the chain was cancelled before the model gave its output.
+        """
+        await self._run_to_end()
+        if self._output is None:
+            return self.final_text
+        if self.status != "completed":
+            if isinstance(self.error, CancelChain):
+                raise self.error
+            # A cancellation is not re-raised outside the scope that cancelled it.
+            raise UsageError(
+                "this chain was cancelled before the model gave its output "
+                "(chain.status == 'cancelled'); there is no value to return"
+            )
+        return self._value
+
+    @property
+    def output_value(self) -> Any:
+        """The validated output once the chain completed with ``output_type=``, else ``None``."""
+        return self._value
 
     @property
     def final_text(self) -> str:
@@ -292,19 +335,31 @@ class AsyncChain(Lifecycle):
         unanswered: list[ToolCall] = []
         ended_with: BaseException | None = None
         wire_cache: dict[Any, Any] = {}  # providers' encodings of this chain's messages
+        output = self._output
+        # A forcing choice ("required", a tool's name) holds until the model called a tool,
+        # then turns are "auto" again: forced on every turn, the model could never answer.
+        tool_choice = self._tool_choice
         last = self.max_turns - 1
         try:
             for turn in range(self.max_turns):
                 response = AsyncResponse(
                     self._provider,
                     TurnRequest(
-                        list(messages), self.system, self._specs, self._options, wire_cache
+                        list(messages),
+                        self._request_system,
+                        self._specs,
+                        self._options,
+                        wire_cache,
+                        output=output.request if output is not None else None,
+                        tool_choice=tool_choice,
+                        parallel_tool_calls=self._parallel_tool_calls,
                     ),
                     model=self.model,
                     stream=self._stream,
                     hooks=hooks,
                     turn=turn,
                     chain=self,
+                    output=output,
                 )
                 self.responses.append(response)
                 async with aclosing(response._run(chunks=chunks)) as turn_run:
@@ -312,6 +367,27 @@ class AsyncChain(Lifecycle):
                         yield chunk
                 messages.append(response.message)
                 calls = response._tool_calls
+                if output is not None:
+                    verdict = judge_turn(output, response)
+                    if isinstance(verdict, Done):
+                        self._value = verdict.value
+                        response._outcome = ("value", verdict.value)
+                        if verdict.results:
+                            response.tool_results = verdict.results
+                            messages.extend(tool_messages(verdict.results))
+                        self.status = "completed"
+                        return
+                    if isinstance(verdict, Retry):
+                        response._outcome = ("error", exhausted(output.spec, [verdict.attempt]))
+                        response.tool_results = verdict.results
+                        messages.extend(tool_messages(verdict.results))
+                        messages.extend(verdict.messages)
+                        if turn == last:
+                            raise exhausted(output.spec, output.attempts)
+                        continue
+                    response._outcome = ("error", UsageError(_NO_OUTPUT.format(turn=turn)))
+                if calls and tool_choice not in (None, "auto", "none"):
+                    tool_choice = None
                 if not calls:
                     self.status = "completed"
                     if response.finish_reason == "length":
@@ -352,6 +428,12 @@ class AsyncChain(Lifecycle):
     def __repr__(self) -> str:
         named = f" {self.name!r}" if self.name else ""
         return f"<AsyncChain{named} {self.model} turns={len(self.responses)} status={self.status}>"
+
+
+_NO_OUTPUT = (
+    "turn {turn} of its chain asked for tools and gave no output: the chain's output is "
+    "await chain.output()"
+)
 
 
 def _warn_truncated(chain: AsyncChain) -> None:

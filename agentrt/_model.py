@@ -26,6 +26,7 @@ from ._response import AsyncResponse
 from .callbacks import CallbackHandler, Hooks
 from .errors import UsageError
 from .messages import Message, StreamChunk, ToolResult, TurnRequest
+from .output import OutputMode, plan_output
 from .providers import provider_class
 from .providers.base import Provider
 from .tools import Tool, collect_tools
@@ -48,6 +49,11 @@ CHAIN_SETTINGS: dict[str, Any] = {
     "max_tool_output": DEFAULT_MAX_TOOL_OUTPUT,
     "tool_errors": "model",
     "name": None,
+    "output_type": None,
+    "output_mode": "auto",
+    "output_retries": 2,
+    "tool_choice": None,
+    "parallel_tool_calls": None,
     "temperature": None,
     "max_tokens": None,
     "top_p": None,
@@ -150,6 +156,10 @@ class AsyncModel:
         callbacks: Iterable[CallbackHandler] = (),
         stream: bool | None = None,
         history: list[Message] | None = None,
+        output_type: Any = None,
+        output_mode: OutputMode = "auto",
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         top_p: float | None = None,
@@ -168,6 +178,12 @@ class AsyncModel:
             callbacks: ``CallbackHandler`` instances for this call.
             stream: override the model's ``stream`` setting.
             history: earlier messages to send before the prompt.
+            output_type: the type of the answer (a pydantic model, dataclass, TypedDict,
+                ``list[...]``, primitive, ``Literal``, ``Enum``, union of models, or a JSON
+                Schema dict): ``await response.output()`` returns it validated.
+            output_mode: ``"auto"``, ``"native"``, ``"tool"`` or ``"prompted"``.
+            tool_choice: ``"auto"``, ``"required"``, ``"none"`` or a tool's name.
+            parallel_tool_calls: whether the model may ask for several calls in one turn.
             temperature: sampling temperature.
             max_tokens: the most tokens the answer may have.
             top_p: nucleus sampling.
@@ -198,14 +214,37 @@ class AsyncModel:
             top_p=top_p,
             stop=stop,
         )
-        specs = [t.spec for t in self.collect_tools(_tools_list(tools, where)).values()]
+        found = self.collect_tools(_tools_list(tools, where))
+        specs = [t.spec for t in found.values()]
         messages = [*(history or ()), *prompt_messages(prompt)]
+        output = plan_output(
+            output_type,
+            output_mode,
+            0,  # one turn: no retries
+            provider=self.provider.name,
+            tool_names=list(found),
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            where=where,
+        )
+        if output is not None:
+            system, specs = output.system(system), output.tools(specs)
+        request = TurnRequest(
+            messages,
+            system,
+            specs,
+            options,
+            output=output.request if output is not None else None,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+        )
         return AsyncResponse(
             self.provider,
-            TurnRequest(messages, system, specs, options),
+            request,
             model=self.model_id,
             stream=self.stream if stream is None else stream,
             hooks=Hooks.combine(self.callbacks, handlers, on_chunk=on_chunk),
+            output=output,
         )
 
     def chain(
@@ -224,6 +263,11 @@ class AsyncModel:
         max_tool_output: int | None = DEFAULT_MAX_TOOL_OUTPUT,
         tool_errors: ToolErrors = "model",
         name: str | None = None,
+        output_type: Any = None,
+        output_mode: OutputMode = "auto",
+        output_retries: int = 2,
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         top_p: float | None = None,
@@ -252,6 +296,13 @@ class AsyncModel:
             tool_errors: ``"model"`` (a tool's exception becomes an error result the model
                 reads) or ``"raise"`` (it is raised out of the chain).
             name: a name for the chain (``chain.name``; in logs and traces).
+            output_type: the type of the final answer (see :meth:`prompt`): ``await
+                chain.output()`` returns it validated.
+            output_mode: ``"auto"``, ``"native"``, ``"tool"`` or ``"prompted"``.
+            output_retries: how many times an answer that fails validation is sent back
+                with the error (each retry is a turn); then ``OutputValidationError``.
+            tool_choice: ``"auto"``, ``"required"``, ``"none"`` or a tool's name.
+            parallel_tool_calls: whether the model may ask for several calls in one turn.
             temperature: sampling temperature.
             max_tokens: the most tokens of each answer.
             top_p: nucleus sampling.
@@ -309,6 +360,16 @@ class AsyncModel:
             max_result_chars=s["max_tool_output"],
             tool_errors=s["tool_errors"],
         )
+        output = plan_output(
+            s["output_type"],
+            s["output_mode"],
+            s["output_retries"],
+            provider=self.provider.name,
+            tool_names=list(found),
+            tool_choice=s["tool_choice"],
+            parallel_tool_calls=s["parallel_tool_calls"],
+            where=where,
+        )
         stream = s["stream"]
         return AsyncChain(
             self.provider,
@@ -324,6 +385,9 @@ class AsyncModel:
             history=history,
             name=s["name"],
             conversation_id=conversation_id,
+            output=output,
+            tool_choice=s["tool_choice"],
+            parallel_tool_calls=s["parallel_tool_calls"],
         )
 
     def conversation(self, *, system: str | None = None) -> AsyncConversation:

@@ -56,6 +56,10 @@ PROMPT_PARAMETERS = (
     "callbacks",
     "stream",
     "history",
+    "output_type",
+    "output_mode",
+    "tool_choice",
+    "parallel_tool_calls",
     "extra_body",
     "extra_headers",
 )
@@ -72,6 +76,11 @@ CHAIN_PARAMETERS = (
     "max_tool_output",
     "tool_errors",
     "name",
+    "output_type",
+    "output_mode",
+    "output_retries",
+    "tool_choice",
+    "parallel_tool_calls",
     "extra_body",
     "extra_headers",
 )

@@ -23,12 +23,15 @@ from .messages import (
     Message,
     StreamChunk,
     ToolCall,
+    ToolCallDelta,
     ToolResult,
     TurnRequest,
     Usage,
 )
+from .output import OUTPUT_TOOL_NAME, judge_prompt
 
 if TYPE_CHECKING:
+    from .output import OutputRun
     from .providers.base import Provider
 
 __all__ = [
@@ -171,6 +174,7 @@ class AsyncResponse(Lifecycle):
         hooks: Hooks,
         turn: int = 0,
         chain: Any = None,
+        output: OutputRun | None = None,
     ) -> None:
         self.model = model
         self.request = request
@@ -189,6 +193,13 @@ class AsyncResponse(Lifecycle):
         self._hooks = hooks
         self._state = TurnState()
         self._done = DoneCallbacks()
+        #: The output contract (``output_type=``): its own for ``model.prompt()``, the
+        #: chain's for a chain's turn.
+        self._output = output
+        #: The resolved output mode (``"native"``, ``"tool"``, ``"prompted"``), or ``None``.
+        self.output_mode: str | None = output.mode if output is not None else None
+        #: What this turn's answer came to: ``("value", v)`` or ``("error", exc)``.
+        self._outcome: tuple[str, Any] | None = None
 
     id = LazyId()
 
@@ -260,6 +271,34 @@ class AsyncResponse(Lifecycle):
         await self._run_to_end()
         return list(self._state.tool_calls)
 
+    async def output(self) -> Any:
+        """Run the turn if needed and return its validated output.
+
+        Without ``output_type=`` this is the turn's text. In a chain, the turn whose
+        answer the chain accepted returns the chain's value, and a turn whose answer
+        failed validation raises its error.
+
+        Raises:
+            OutputValidationError: the answer did not validate (``prompt()`` does not
+                retry: use ``chain()`` for retries).
+            OutputRefusedError: the model refused.
+            UsageError: the turn was cancelled before it ended.
+        """
+        await self._run_to_end()
+        if self._output is None:
+            return self.text_so_far
+        if self.status != "completed":
+            raise UsageError(
+                "this turn was cancelled before the model gave its output "
+                "(response.status == 'cancelled'); there is no value to return"
+            )
+        if self._outcome is None:
+            self._outcome = judge_prompt(self._output, self)
+        kind, value = self._outcome
+        if kind == "error":
+            raise value
+        return value
+
     # --- running ---------------------------------------------------------------------
 
     async def _run(self, *, chunks: bool = True) -> AsyncGenerator[StreamChunk, None]:
@@ -276,17 +315,35 @@ class AsyncResponse(Lifecycle):
         feed = state.feed
         turn = self.turn
         ended_with: BaseException | None = None
+        partial = self._output.partial() if self._output is not None else None
+        text_partial = partial is not None and self.output_mode != "tool"
+        tool_partial = partial is not None and self.output_mode == "tool"
+        final_index: int | None = None  # the final-result tool call's index (tool mode)
         try:
             events = self._provider.turn(self.request, stream=self._stream)
             async with aclosing(events):  # type: ignore[type-var]
                 async for event in events:
                     text = feed(event)
                     if text is None:
+                        if tool_partial and type(event) is ToolCallDelta:
+                            # The final-result tool's arguments are the output, streaming.
+                            if event.name == OUTPUT_TOOL_NAME:
+                                final_index = event.index
+                            if event.index == final_index and event.arguments:
+                                value = partial.feed(event.arguments)  # type: ignore[union-attr]
+                                if chunks or hooks.on_chunk:
+                                    chunk = StreamChunk(content="", turn=turn, partial_output=value)
+                                    if hooks.on_chunk:
+                                        await hooks.emit("on_chunk", self, chunk)
+                                    if chunks:
+                                        yield chunk
                         continue
                     if self.time_to_first_chunk is None:
                         self.time_to_first_chunk = time.perf_counter() - started
                     if chunks or hooks.on_chunk:
                         chunk = StreamChunk(content=text, turn=turn)
+                        if text_partial:
+                            chunk.partial_output = partial.feed(text)  # type: ignore[union-attr]
                         if hooks.on_chunk:
                             await hooks.emit("on_chunk", self, chunk)
                         if chunks:
@@ -295,6 +352,8 @@ class AsyncResponse(Lifecycle):
             self.status = "completed"
             if chunks or hooks.on_chunk:
                 final = StreamChunk(content="", finish_reason=state.finish_reason, turn=turn)
+                if partial is not None:
+                    final.partial_output = partial.final()
                 if hooks.on_chunk:
                     await hooks.emit("on_chunk", self, final)
                 if chunks:

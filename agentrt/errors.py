@@ -7,6 +7,8 @@ Errors::
     │   ├── UnknownModelError
     │   └── MissingAPIKeyError
     ├── ChainLimitError              max_turns reached; carries the responses so far
+    ├── OutputValidationError        output_type: every answer failed validation (.attempts)
+    ├── OutputRefusedError           output_type: the model refused (.text)
     ├── ToolError                    a tool call that could not be completed
     │   ├── ToolArgumentsError       arguments not JSON, or failed validation
     │   ├── UnknownToolError
@@ -32,7 +34,7 @@ No exception here ever holds an API key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .messages import ToolCall
@@ -48,6 +50,8 @@ __all__ = [
     "MCPConnectionError",
     "MCPToolError",
     "MissingAPIKeyError",
+    "OutputRefusedError",
+    "OutputValidationError",
     "ProviderError",
     "RateLimitError",
     "ServerError",
@@ -219,3 +223,45 @@ class MCPToolError(ToolError):
         self.server = server
         self.code = code
         self.result = result
+
+
+# --- typed results (``output_type=``) --------------------------------------------------------
+
+
+class OutputAttempt(NamedTuple):
+    """One answer that failed validation: what the model sent and why it was refused."""
+
+    #: The model's raw answer: the JSON text, or the final-result tool's arguments.
+    raw: str
+    #: The validation error, as it was sent back to the model.
+    error: str
+
+
+class OutputValidationError(AgentrtError):
+    """The model's answer failed validation against ``output_type`` on every attempt.
+
+    Attributes:
+        attempts: one :class:`OutputAttempt` per answer, in order (the first answer and one
+            per retry), each with the raw text and the error.
+    """
+
+    def __init__(self, message: str, attempts: Sequence[OutputAttempt] = ()) -> None:
+        super().__init__(message)
+        self.attempts: list[OutputAttempt] = list(attempts)
+
+
+class OutputRefusedError(AgentrtError):
+    """The model refused to produce the requested output.
+
+    OpenAI reports a ``refusal``, Anthropic a ``stop_reason`` of ``"refusal"``.
+
+    Attributes:
+        text: the model's refusal text (may be empty when the provider sends none).
+        provider: the provider's name, when known.
+    """
+
+    def __init__(self, text: str, *, provider: str = "") -> None:
+        self.text = text
+        self.provider = provider
+        who = f"{provider}: " if provider else ""
+        super().__init__(f"{who}the model refused to answer with the requested output: {text!r}")

@@ -124,11 +124,16 @@ class Message(BaseModel):
 
 
 class StreamChunk(BaseModel):
-    """A piece of streamed text, with the turn (0-based) it belongs to."""
+    """A piece of streamed text, with the turn (0-based) it belongs to.
+
+    With ``output_type=``, ``partial_output`` holds the best-effort partial JSON value of
+    the answer streamed so far (dicts and lists, not yet validated), for progressive UIs.
+    """
 
     content: str
     finish_reason: str | None = None
     turn: int = 0
+    partial_output: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +143,9 @@ class ToolSpec:
     name: str
     description: str
     parameters: dict[str, Any]
+    #: Ask the provider to hold the arguments to ``parameters`` exactly (OpenAI
+    #: ``strict: true``); set for the final-result tool of ``output_mode="tool"``.
+    strict: bool = False
 
 
 @dataclass(slots=True)
@@ -161,6 +169,12 @@ class TurnRequest:
     on_retry: Callable[[int, BaseException, float], None] | None = field(
         default=None, repr=False, compare=False
     )
+    #: The typed output asked for (``output_type=``): an ``agentrt.output.OutputRequest``.
+    output: Any = None
+    #: ``"auto"``, ``"required"``, ``"none"`` or a tool's name; ``None``: the default.
+    tool_choice: str | None = None
+    #: Whether the model may ask for several tool calls in one turn; ``None``: the default.
+    parallel_tool_calls: bool | None = None
 
 
 # --- events a provider yields for one turn -----------------------------------------------

@@ -29,6 +29,7 @@ from ._response import AsyncResponse
 from .callbacks import CallbackHandler, is_async_callable
 from .errors import UsageError
 from .messages import Message, StreamChunk, ToolCall
+from .output import OutputMode
 
 __all__ = ["Chain", "Conversation", "Model", "Response", "get_model"]
 
@@ -250,6 +251,10 @@ class Response(_Wrapper[AsyncResponse]):
         """Run the turn if needed and return its tool calls."""
         return self._model._loop().call(self._inner.tool_calls)
 
+    def output(self) -> Any:
+        """Run the turn if needed and return its validated output (else its text)."""
+        return self._model._loop().call(self._inner.output)
+
 
 class Chain(_Wrapper[AsyncChain]):
     """The sync form of :class:`~agentrt.AsyncChain`; same attributes."""
@@ -257,6 +262,10 @@ class Chain(_Wrapper[AsyncChain]):
     def text(self) -> str:
         """Run the chain if needed and return its final answer (the last turn's text)."""
         return self._model._loop().call(self._inner.text)
+
+    def output(self) -> Any:
+        """Run the chain if needed and return its validated output (else the final text)."""
+        return self._model._loop().call(self._inner.output)
 
     @property
     def responses(self) -> list[Response]:
@@ -325,6 +334,10 @@ class Model:
         callbacks: Iterable[CallbackHandler] = (),
         stream: bool | None = None,
         history: list[Message] | None = None,
+        output_type: Any = None,
+        output_mode: OutputMode = "auto",
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         top_p: float | None = None,
@@ -344,6 +357,10 @@ class Model:
                 callbacks=callbacks,
                 stream=stream,
                 history=history,
+                output_type=output_type,
+                output_mode=output_mode,
+                tool_choice=tool_choice,
+                parallel_tool_calls=parallel_tool_calls,
                 temperature=temperature,
                 max_tokens=max_tokens,
                 top_p=top_p,
@@ -370,6 +387,11 @@ class Model:
         max_tool_output: int | None = DEFAULT_MAX_TOOL_OUTPUT,
         tool_errors: ToolErrors = "model",
         name: str | None = None,
+        output_type: Any = None,
+        output_mode: OutputMode = "auto",
+        output_retries: int = 2,
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         top_p: float | None = None,

@@ -35,6 +35,7 @@ from .messages import (
     Usage,
     UsageEvent,
 )
+from .output import render_output
 from .providers.base import Provider
 from .providers.offline import split_words, usage_for
 
@@ -73,6 +74,10 @@ class ModelTurn:
     #: Reported usage; ``None`` reports none unless the model counts usage itself.
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
+    #: The answer to a request with ``output_type=``: a value (a model, a dict, ...),
+    #: encoded as JSON the way the request's mode asks (text, or the final-result tool's
+    #: arguments); or a ``str`` sent as the raw answer, to test invalid answers and retries.
+    output: Any = None
 
 
 TurnFunction = Callable[
@@ -102,6 +107,20 @@ class FunctionProvider(Provider):
             raise TypeError(
                 f"FunctionModel's function must return a str or a ModelTurn, got {spec!r}"
             )
+        if spec.output is not None:
+            if request.output is None:
+                raise TypeError(
+                    "FunctionModel's function returned ModelTurn(output=...) for a request "
+                    "without output_type=: return the text instead"
+                )
+            text, final = render_output(request.output, spec.output)
+            calls = list(spec.tool_calls)
+            if final is not None:
+                calls.append(ScriptedCall(*final))
+            spec = ModelTurn(
+                text=spec.text + text, tool_calls=calls, usage=spec.usage,
+                finish_reason=spec.finish_reason,
+            )  # fmt: skip
         if spec.text:
             for piece in split_words(spec.text) if stream else [spec.text]:
                 await anyio.lowlevel.checkpoint()

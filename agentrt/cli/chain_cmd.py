@@ -24,6 +24,7 @@ from .._model import AsyncModel, get_async_model
 from ..callbacks import CallbackHandler
 from ..errors import AgentrtError, UsageError
 from ..logs import SQLiteLogger, default_logs_path
+from ..output import load_schema, output_spec
 from ..toolbox import HTTP_ALLOW_ENV, allowed_hosts_from_env, bundled_tool
 from ..toolbox.registry import ToolSettings
 from ..tools import collect_tools
@@ -104,14 +105,18 @@ class ChainRun:
         prompt: str,
         tools: list[Any],
         logger: SQLiteLogger | None,
+        schema: dict[str, Any] | None = None,
     ) -> None:
         self.args = args
         self.model = model
         self.prompt = prompt
         self.tools = tools
         self.logger = logger
+        self.schema = schema
         self.writer = TextWriter(sys.stdout)
-        self.display = ChainDisplay(sys.stderr, None if args.json else self.writer)
+        # With --schema stdout gets the validated JSON at the end, not the streamed text.
+        quiet = args.json or schema is not None
+        self.display = ChainDisplay(sys.stderr, None if quiet else self.writer)
         self.chain: Any = None
         self.error: BaseException | None = None
 
@@ -127,11 +132,17 @@ class ChainRun:
                 tools=self.tools,
                 max_turns=self.args.max_turns,
                 callbacks=handlers,
+                output_type=self.schema,
+                output_mode=self.args.output_mode,
             )
             try:
                 async for chunk in self.chain:
-                    if not self.args.json:
+                    if not self.args.json and self.schema is None:
                         self.writer.write(chunk)
+                if self.schema is not None and not self.args.json:
+                    output = await self.chain.output()
+                    sys.stdout.write(json.dumps(output, ensure_ascii=False) + "\n")
+                    sys.stdout.flush()
             except AgentrtError as exc:
                 self.error = exc
             finally:
@@ -181,6 +192,16 @@ def run_chain(args: argparse.Namespace) -> int:
     """
     prompt = read_prompt(args.prompt, sys.stdin)
     tools = [*gather_tools(args.tools, args.functions), *getattr(args, "extra_tools", ())]
+    schema = None
+    if args.schema is not None:
+        try:
+            schema = load_schema(args.schema)
+            output_spec(schema)  # a bad schema is refused here, before any call
+        except UsageError as exc:
+            message = str(exc)
+            if not message.startswith("--schema"):
+                message = f"--schema: {message}"
+            raise CLIError(message, ExitCode.USAGE) from exc
     model_id = args.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
     model = get_async_model(model_id, base_url=args.base_url, stream=not args.no_stream)
     # What the library logs (a truncated answer, a failed tool) the command line shows in
@@ -188,7 +209,7 @@ def run_chain(args: argparse.Namespace) -> int:
     # the library's records too.
     logging.getLogger("agentrt").addHandler(logging.NullHandler())
     logger = open_logger(args)
-    run = ChainRun(args, model, prompt, tools, logger)
+    run = ChainRun(args, model, prompt, tools, logger, schema)
     code = ExitCode.OK
     try:
         anyio.run(run.run)

@@ -8,6 +8,8 @@ from ..errors import (
     AgentrtError,
     ChainLimitError,
     MissingAPIKeyError,
+    OutputRefusedError,
+    OutputValidationError,
     ProviderError,
     UnknownModelError,
     UnknownToolError,
@@ -28,6 +30,7 @@ class ExitCode(IntEnum):
     UNKNOWN_TOOL = 5
     PROVIDER = 6
     CHAIN_LIMIT = 7
+    OUTPUT = 8
     INTERRUPTED = 130
 
 
@@ -40,6 +43,7 @@ _MEANINGS = {
     ExitCode.UNKNOWN_TOOL: "unknown tool name given to -T",
     ExitCode.PROVIDER: "the provider failed (HTTP error, connection, timeout)",
     ExitCode.CHAIN_LIMIT: "the chain reached --max-turns while the model still asked for tools",
+    ExitCode.OUTPUT: "the answer failed --schema validation on every attempt, or was refused",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); the chain is logged as cancelled",
 }
 
@@ -100,6 +104,8 @@ _BY_TYPE: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (UnknownToolError, ExitCode.UNKNOWN_TOOL),
     (ProviderError, ExitCode.PROVIDER),
     (ChainLimitError, ExitCode.CHAIN_LIMIT),
+    (OutputValidationError, ExitCode.OUTPUT),
+    (OutputRefusedError, ExitCode.OUTPUT),
     (UsageError, ExitCode.USAGE),
     (AgentrtError, ExitCode.ERROR),
 )

@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop with exit code 7 after N model calls (default: 10)",
     )
+    chain.add_argument(
+        "--schema",
+        metavar="SCHEMA",
+        help="ask for JSON matching SCHEMA (a JSON Schema file, inline JSON, or a concise "
+        "form such as 'name, age int, bio: a short bio') and print the validated JSON",
+    )
+    chain.add_argument(
+        "--output-mode",
+        choices=("auto", "native", "tool", "prompted"),
+        default="auto",
+        help="how --schema is asked for (default: auto, per provider)",
+    )
     chain.add_argument("--no-stream", action="store_true", help="use the non-streaming endpoint")
     chain.add_argument(
         "--json", action="store_true", help="print one JSON record instead of the text"

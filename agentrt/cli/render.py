@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from ..callbacks import CallbackHandler
 from ..messages import StreamChunk, ToolCall, ToolResult, Usage
+from ..output import output_json
 
 __all__ = ["ChainDisplay", "TextWriter", "chain_record", "describe_call", "usage_line"]
 
@@ -160,6 +161,7 @@ def chain_record(
             "text": r.text_so_far,
             "finish_reason": r.finish_reason,
             "raw_finish_reason": r.raw_finish_reason,
+            "output_mode": r.output_mode,
             "usage": _usage(r.usage),
             "error": f"{type(r.error).__name__}: {r.error}" if r.error is not None else None,
             "tool_calls": _calls(r),
@@ -172,6 +174,8 @@ def chain_record(
         "status": chain.status,
         "truncated": chain.truncated,
         "text": chain.responses[-1].text_so_far if chain.responses else "",
+        "output_mode": chain.output_mode,
+        "output": output_json(chain.output_value),
         "turns": turns,
         "tool_calls": [c for turn in turns for c in turn["tool_calls"]],
         "usage": _usage(chain.usage),

@@ -35,6 +35,7 @@ import anyio.to_thread
 
 from ..callbacks import CallbackHandler
 from ..messages import Message, ToolCall, ToolResult
+from ..output import output_json
 from ..providers import PROVIDERS
 from ._reader import read_chains
 from ._schema import connect, default_logs_path
@@ -300,6 +301,7 @@ class SQLiteLogger(CallbackHandler):
             response.started_at,
             response.duration,
             response.time_to_first_chunk,
+            response.output_mode,
         )
         return _INSERT_RESPONSE, values
 
@@ -329,6 +331,7 @@ class SQLiteLogger(CallbackHandler):
 
     def _chain_row(self, chain: Any) -> Statement:
         usage = chain.usage
+        output = output_json(chain.output_value)
         status = chain.status if chain.status != "pending" else "running"
         values = (
             chain.id,
@@ -346,6 +349,8 @@ class SQLiteLogger(CallbackHandler):
             usage.total_tokens if usage is not None else None,
             chain.started_at,
             chain.duration,
+            chain.output_mode,
+            self._json(output) if output is not None else None,
         )
         return _UPSERT_CHAIN, values
 
@@ -379,8 +384,8 @@ _INSERT_RESPONSE = """
 INSERT OR REPLACE INTO responses (
     id, chain_id, turn, model, prompt, messages, system, options, text, status, error,
     finish_reason, raw_finish_reason, input_tokens, output_tokens, total_tokens,
-    started_at, duration, time_to_first_chunk
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    started_at, duration, time_to_first_chunk, output_mode
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 _INSERT_TOOL_CALL = """
@@ -392,10 +397,11 @@ INSERT INTO tool_calls (
 _UPSERT_CHAIN = """
 INSERT INTO chains (
     id, model, prompt, system, tools, max_turns, status, error, text, turns,
-    input_tokens, output_tokens, total_tokens, started_at, duration
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    input_tokens, output_tokens, total_tokens, started_at, duration, output_mode, output
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     status = excluded.status, error = excluded.error, text = excluded.text,
+    output_mode = excluded.output_mode, output = excluded.output,
     turns = excluded.turns, input_tokens = excluded.input_tokens,
     output_tokens = excluded.output_tokens, total_tokens = excluded.total_tokens,
     duration = excluded.duration

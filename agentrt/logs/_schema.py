@@ -88,6 +88,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
         """,
         "CREATE INDEX tool_calls_response ON tool_calls (response_id, position)",
     ),
+    # 1 -> 2: typed results: the resolved output mode of each turn and chain, and the
+    # chain's validated output as JSON.
+    (
+        "ALTER TABLE responses ADD COLUMN output_mode TEXT",
+        "ALTER TABLE chains ADD COLUMN output_mode TEXT",
+        "ALTER TABLE chains ADD COLUMN output TEXT",
+    ),
 ]
 
 #: The schema version this agentrt writes and reads.

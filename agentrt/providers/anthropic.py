@@ -57,6 +57,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ..output import merge_body, request_fragment
 from ._wire import Encoded, dumps, error_for_status, error_message, event_json, generation_items
 
 __all__ = [
@@ -175,6 +176,8 @@ def build_request_body(
         if key == "stop" and isinstance(value, str):
             value = [value]
         body[_OPTION_NAMES.get(key, key)] = value
+    if request.output is not None or request.tool_choice or request.parallel_tool_calls is not None:
+        merge_body(body, request_fragment("anthropic", request))
     if stream:
         body["stream"] = True
     return body

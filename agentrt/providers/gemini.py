@@ -55,6 +55,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ..output import merge_body, request_fragment
 from ._wire import Encoded, dumps, error_for_status, error_message, event_json, generation_items
 
 __all__ = [
@@ -236,6 +237,8 @@ def build_request_body(request: TurnRequest, cache: dict[Any, Any] | None = None
     config = _generation_config(request.options)
     if config:
         body["generationConfig"] = config
+    if request.output is not None or request.tool_choice or request.parallel_tool_calls is not None:
+        merge_body(body, request_fragment("gemini", request))
     return body
 
 

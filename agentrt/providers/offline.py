@@ -12,6 +12,10 @@ It is not a language model. Its rules, which the README documents:
 - The conversation ends with tool results: it answers with a summary of each call and
   its result.
 - Otherwise it answers by quoting the last user message.
+- With ``output_type=`` it answers with an output instead of the summary or the quote,
+  built from the output's schema as tool arguments are (keys from the prompt's first JSON
+  object, the rest from the schema): as JSON text, or in ``tool`` mode as a call of the
+  final-result tool (which it never calls with the other tools).
 
 Text streams word by word. Usage counts one token per whitespace-separated word: input
 over the system prompt and every message sent (content and tool-call arguments), output
@@ -39,6 +43,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ..output import OUTPUT_TOOL_NAME, render_json
 from .base import Provider
 
 __all__ = ["OfflineProvider", "count_words", "split_words", "usage_for"]
@@ -96,20 +101,37 @@ class OfflineProvider(Provider):
 def decide(request: TurnRequest) -> tuple[str, list[tuple[str, str]]]:
     """Return the text and the tool calls (name, JSON arguments) of the next turn."""
     messages = request.messages
+    output = request.output
+    tools = request.tools
+    if output is not None and output.mode == "tool":
+        tools = [t for t in tools if t.name != OUTPUT_TOOL_NAME]
     if messages and messages[-1].role == "tool":
+        if output is not None:
+            return _output(output, messages)
         return _summary(messages), []
-    if request.tools:
+    if tools:
         text = _last_user_text(messages)
         given = _json_object(text)
         numbers = [] if given else _NUMBER.findall(text)
         return "", [
-            (t.name, json.dumps(_arguments(t, given or _numbered(t, numbers))))
-            for t in request.tools
+            (t.name, json.dumps(_arguments(t, given or _numbered(t, numbers)))) for t in tools
         ]
+    if output is not None:
+        return _output(output, messages)
     prompt = _last_user_text(messages).strip()
     if not prompt:
         return "The offline model received no prompt.", []
     return f'The offline model (no network) received: "{prompt}"', []
+
+
+def _output(output: Any, messages: list[Message]) -> tuple[str, list[tuple[str, str]]]:
+    """The output answer: built from the schema like tool arguments (see module docstring)."""
+    spec = ToolSpec("output", "", output.spec.object_schema)
+    text = _last_user_text(messages)
+    given = _json_object(text)
+    data = _arguments(spec, given or _numbered(spec, [] if given else _NUMBER.findall(text)))
+    answer, final = render_json(output, data, wrapped=True)
+    return answer, [final] if final is not None else []
 
 
 def _turn_number(request: TurnRequest) -> int:

@@ -41,6 +41,7 @@ from ..messages import (
     Usage,
     UsageEvent,
 )
+from ..output import merge_body, native_json, request_fragment
 from ._wire import Encoded, dumps, error_for_status, error_message, event_json, generation_items
 
 __all__ = ["OpenAICodec", "OpenAIDecoder"]
@@ -145,7 +146,7 @@ class OpenAICodec:
             parts.insert(0, dumps({"role": "system", "content": request.system}))
         messages = Encoded(f"[{','.join(parts)}]")
         tools = Encoded(_tools_json(cache, request.tools)) if request.tools else None
-        return self._body(model_name, request, messages, tools, stream=stream)
+        return self._body(model_name, request, messages, tools, stream=stream, cache=cache)
 
     def plain_body(self, model_name: str, request: TurnRequest, *, stream: bool) -> dict[str, Any]:
         """The same body as plain JSON values (no cached encodings): for tests and tools."""
@@ -157,12 +158,29 @@ class OpenAICodec:
         return self._body(model_name, request, messages, tools, stream=stream)
 
     def _body(
-        self, model_name: str, request: TurnRequest, messages: Any, tools: Any, *, stream: bool
+        self,
+        model_name: str,
+        request: TurnRequest,
+        messages: Any,
+        tools: Any,
+        *,
+        stream: bool,
+        cache: dict[Any, Any] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model_name, "messages": messages}
         if tools is not None:
             body["tools"] = tools
         body.update(generation_items(request.options))
+        if (
+            request.output is not None
+            or request.tool_choice
+            or request.parallel_tool_calls is not None
+        ):
+            fragment = request_fragment("openai", request)
+            if "response_format" in fragment and cache is not None:
+                # The same schema for every request with this type: encoded once.
+                fragment["response_format"] = Encoded(native_json(request.output.spec, "openai"))
+            merge_body(body, fragment)
         if stream:
             body["stream"] = True
             if self.stream_usage:
@@ -189,10 +207,13 @@ class OpenAICodec:
             choice = choices[0]
             message = choice.get("message") or {}
             kept: dict[str, Any] = {}
-            text = _content(message.get("content"), kept) or _string(message.get("refusal"))
+            refusal = _string(message.get("refusal"))
+            text = _content(message.get("content"), kept) or refusal
             _keep_reasoning(message, kept)
             if text:
                 events.append(TextDelta(text))
+            if refusal:
+                events.append(ProviderDataEvent({"refusal": refusal}))
             if kept:
                 events.append(_kept_event(kept))
             for index, call in enumerate(message.get("tool_calls") or ()):
@@ -219,7 +240,7 @@ class OpenAIDecoder:
     or ``[DONE]``) and yields what is kept for the message's ``provider_data``.
     """
 
-    __slots__ = ("_by_id", "_named", "chunks", "done", "finished", "kept")
+    __slots__ = ("_by_id", "_named", "chunks", "done", "finished", "kept", "refusal")
 
     def __init__(self) -> None:
         self.chunks = 0
@@ -229,6 +250,8 @@ class OpenAIDecoder:
         self._by_id: dict[str, int] = {}  # for servers that omit ``index``
         #: Non-text content parts and reasoning text, for the message's provider_data.
         self.kept: dict[str, Any] = {}
+        #: The refusal text so far (Structured Outputs' ``refusal``), also sent as text.
+        self.refusal = ""
 
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
         """The events of one SSE event (a chunk, or ``[DONE]``)."""
@@ -249,10 +272,14 @@ class OpenAIDecoder:
             if choice.get("index", 0) != 0:
                 continue  # only one choice is requested; ignore any others
             delta = choice.get("delta") or _EMPTY
-            text = _content(delta.get("content"), self.kept) or _string(delta.get("refusal"))
+            refusal = _string(delta.get("refusal"))
+            text = _content(delta.get("content"), self.kept) or refusal
             _keep_reasoning(delta, self.kept)
             if text:
                 events.append(TextDelta(text))
+            if refusal:
+                self.refusal += refusal
+                events.append(ProviderDataEvent({"refusal": self.refusal}))
             calls = delta.get("tool_calls")
             if calls:
                 events.extend([self._tool_delta(call) for call in calls])
@@ -336,7 +363,10 @@ def _message_json(cache: dict[Any, Any], message: Message) -> str:
 
 def _tools_json(cache: dict[Any, Any], specs: list[ToolSpec]) -> str:
     """The JSON of the ``tools`` array, from the cache while the schemas are unchanged."""
-    key = ("tools", *[(spec.name, spec.description, id(spec.parameters)) for spec in specs])
+    key = (
+        "tools",
+        *[(spec.name, spec.description, id(spec.parameters), spec.strict) for spec in specs],
+    )
     schemas = [spec.parameters for spec in specs]
     entry = cache.get(key)
     if entry is not None and entry[1] == schemas:  # a schema may have been edited in place
@@ -349,14 +379,14 @@ def _tools_json(cache: dict[Any, Any], specs: list[ToolSpec]) -> str:
 
 
 def _tool(spec: ToolSpec) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": spec.name,
-            "description": spec.description,
-            "parameters": spec.parameters,
-        },
+    function: dict[str, Any] = {
+        "name": spec.name,
+        "description": spec.description,
+        "parameters": spec.parameters,
     }
+    if spec.strict:
+        function["strict"] = True
+    return {"type": "function", "function": function}
 
 
 def _message(message: Message) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Streams the way the real API does: a first chunk carrying the role, text in smal
 with ``finish_reason``, a usage chunk with empty ``choices`` and finally ``data: [DONE]``.
 
 ``Turn.extra`` knobs, to imitate OpenAI-compatible servers:
+    ``openai_refusal``: answer with this ``refusal`` text (Structured Outputs' refusal)
+    instead of ``content``.
     ``openai_raw_finish``: send this raw ``finish_reason`` instead of the neutral one.
     ``openai_interleave``: interleave the argument fragments of parallel tool calls.
     ``openai_repeat_header``: repeat ``id`` and ``function.name`` on every fragment.
@@ -52,7 +54,12 @@ def _usage(turn: Turn) -> dict[str, int] | None:
 
 
 def render_json(turn: Turn, model: str) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": turn.text or None, "refusal": None}
+    refusal = turn.extra.get("openai_refusal")
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if refusal else (turn.text or None),
+        "refusal": refusal or None,
+    }
     if turn.tool_calls:
         message["tool_calls"] = [
             {
@@ -132,9 +139,12 @@ def render_sse(turn: Turn, model: str) -> list[bytes]:
 
     events = [chunk({"role": "assistant", "content": "", "refusal": None})]
     step = max(1, turn.text_chunk_chars)
-    events.extend(
-        chunk({"content": turn.text[i : i + step]}) for i in range(0, len(turn.text), step)
-    )
+    refusal = str(turn.extra.get("openai_refusal") or "")
+    events.extend(chunk({"refusal": refusal[i : i + step]}) for i in range(0, len(refusal), step))
+    if not refusal:
+        events.extend(
+            chunk({"content": turn.text[i : i + step]}) for i in range(0, len(turn.text), step)
+        )
     events.extend(chunk({"tool_calls": [fragment]}) for fragment in _tool_fragments(turn))
     events.append(chunk({}, _finish(turn)))
     usage = _usage(turn)
