@@ -84,15 +84,6 @@ async def test_an_mcp_call_is_one_execute_tool_span(telemetry: Telemetry, tmp_pa
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    reason=(
-        "agentrt.mcp runs call_tool in the connection's owner task, whose context is not the "
-        "tool's: the SDK injects no traceparent (or another trace's). The fix belongs in "
-        "agentrt.mcp: carry the caller's contextvars.copy_context() with each request and "
-        "start the owner's call task under it (ctx.run(tg.start_soon, ...))"
-    ),
-    strict=True,
-)
 async def test_an_mcp_call_carries_the_execute_tool_trace_context(
     telemetry: Telemetry, tmp_path: Path
 ) -> None:

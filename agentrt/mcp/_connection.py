@@ -22,6 +22,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import sys
@@ -63,6 +64,10 @@ class _Request:
     error: BaseException | None = None
     scope: anyio.CancelScope | None = None
     abandoned: bool = False
+    #: The caller's context (made when the request is): the owner runs the call under it,
+    #: so what the caller's tracing made current (the ``execute_tool`` span) is what the
+    #: SDK propagates to the server in ``params._meta``.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
     def abandon(self) -> None:
         # The caller went away: stop the call (the SDK tells the server) unless it is done.
@@ -225,9 +230,14 @@ class Connection:
                     deadline.deadline = math.inf
                     task_status.started()
                     if first is not None:
-                        tg.start_soon(self._call, client, first, tg.cancel_scope, lost)
+                        first.context.run(
+                            tg.start_soon, self._call, client, first, tg.cancel_scope, lost
+                        )
                     async for request in self._receive:
-                        tg.start_soon(self._call, client, request, tg.cancel_scope, lost)
+                        # The new task copies the context current when it starts: the caller's.
+                        request.context.run(
+                            tg.start_soon, self._call, client, request, tg.cancel_scope, lost
+                        )
                     tg.cancel_scope.cancel()
         except Exception as exc:
             known = _known(exc)
