@@ -31,7 +31,7 @@ from .errors import (
     UsageError,
 )
 from .logs import SQLiteLogger
-from .messages import Message, StreamChunk, ToolCall, ToolResult, Usage
+from .messages import Message, StreamChunk, ToolCall, ToolOutput, ToolResult, Usage
 from .sync import Chain, Conversation, Model, Response, get_model
 from .tools import Tool, Toolbox, async_tool_is, tool
 
@@ -73,6 +73,7 @@ __all__ = [
     "ToolArgumentsError",
     "ToolCall",
     "ToolError",
+    "ToolOutput",
     "ToolResult",
     "ToolTimeoutError",
     "Toolbox",

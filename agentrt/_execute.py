@@ -54,7 +54,7 @@ from .errors import (
     UnknownToolError,
     UsageError,
 )
-from .messages import ToolCall, ToolResult
+from .messages import ToolCall, ToolOutput, ToolResult
 from .tools import ArgumentsProblem, Tool
 
 if TYPE_CHECKING:
@@ -304,6 +304,10 @@ class ToolRunner:
             phase = "tool"
             value = await self._invoke(tool, kwargs)
             phase = "encode"
+            extra: dict[str, Any] = {}
+            if isinstance(value, ToolOutput):
+                extra = {"structured": value.structured, "media": list(value.media)}
+                value = value.content
             content = serialise_result(value)
         except CancelChain as exc:
             if self.cancelled_by is None:
@@ -317,6 +321,7 @@ class ToolRunner:
             name=call.name,
             content=self._cap(content),
             duration=time.perf_counter() - started,
+            **extra,
         )
         return result, None
 
@@ -416,6 +421,8 @@ class ToolRunner:
             duration=time.perf_counter() - started,
             error=exc,
             error_type=type(exc).__name__,
+            # An error that carries data for the application (an MCP isError result).
+            structured=getattr(exc, "structured", None),
         )
 
     def _cap(self, content: str) -> str:

@@ -214,6 +214,7 @@ class MCPToolError(ToolError):
         server: the server's name.
         code: the JSON-RPC error code, or ``None`` for an ``isError`` result.
         result: the MCP ``CallToolResult`` of an ``isError`` result, else ``None``.
+        structured: that result's ``structuredContent`` (also on the ``ToolResult``).
     """
 
     def __init__(
@@ -223,6 +224,7 @@ class MCPToolError(ToolError):
         self.server = server
         self.code = code
         self.result = result
+        self.structured: Any = None
 
 
 # --- typed results (``output_type=``) --------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "TextDelta",
     "ToolCall",
     "ToolCallDelta",
+    "ToolOutput",
     "ToolResult",
     "ToolSpec",
     "TurnRequest",
@@ -100,10 +101,32 @@ class ToolResult(BaseModel):
     duration: float = 0.0
     #: JSON-able data for the application beside ``content`` (e.g. MCP structuredContent).
     structured: Any = None
+    #: Image and audio content the tool gave (``{"type", "mimeType", "data"}``), e.g. an MCP
+    #: server's; kept for the application, not sent to the model as text.
+    media: list[dict[str, Any]] = Field(default_factory=list)
     #: The exception class name when the call failed, e.g. ``"ValueError"``.
     error_type: str | None = None
     #: The exception behind an error result; kept for callers, never serialised.
     error: BaseException | None = Field(default=None, exclude=True, repr=False)
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    """What a tool may return to give the model one text and the application more.
+
+    A tool returning a ``ToolOutput`` sends ``content`` to the model (capped like any
+    result); ``structured`` and ``media`` land on its :class:`ToolResult` for callbacks and
+    the application. MCP tools return one (``structuredContent``, images, audio).
+
+    Attributes:
+        content: the text the model reads.
+        structured: JSON-able data for the application.
+        media: image and audio content blocks (``{"type", "mimeType", "data"}``).
+    """
+
+    content: str
+    structured: Any = None
+    media: tuple[dict[str, Any], ...] = ()
 
 
 class Message(BaseModel):

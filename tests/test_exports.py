@@ -37,6 +37,7 @@ EXPECTED = {
     "ToolArgumentsError",
     "ToolCall",
     "ToolError",
+    "ToolOutput",
     "ToolResult",
     "ToolTimeoutError",
     "Toolbox",

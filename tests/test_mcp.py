@@ -196,8 +196,12 @@ async def test_results_is_error_json_rpc_error_structured_and_images(url: str) -
     assert rpc.is_error and "-32042" in rpc.content and "the custom failure" in rpc.content
     assert isinstance(rpc.error, MCPToolError) and rpc.error.code == -32042
     assert not structured.is_error and structured.content == '{"n":7,"ok":true}'
+    assert structured.structured == {"n": 7, "ok": True}  # kept for the application
     assert added.content == "3"  # text wins over structuredContent for the model
+    assert added.structured == {"sum": 3}
     assert image.content.startswith("a pixel\n[image image/png, ")
+    assert image.media and image.media[0]["mimeType"] == "image/png"
+    assert fail.structured is None and fail.error_type == "MCPToolError"
     assert invalid.is_error and "invalid arguments" in invalid.content
     assert '"integer"' in invalid.content  # the model is shown the schema
 

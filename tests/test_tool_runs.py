@@ -14,6 +14,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+import agentrt
 from agentrt import (
     CallbackHandler,
     CancelChain,
@@ -492,3 +493,34 @@ async def test_sequential_calls_do_not_run_after_cancel_chain() -> None:
     assert first.content == (
         "Error: tool 'send_email' was not run: the chain was cancelled: user is blocked"
     )
+
+
+async def test_a_tool_output_gives_the_model_its_text_and_the_application_its_data() -> None:
+    @tool
+    def lookup(city: str) -> agentrt.ToolOutput:
+        """Look a city up."""
+        return agentrt.ToolOutput(
+            f"{city}: 2.1 million people",
+            structured={"city": city, "population": 2_100_000},
+            media=({"type": "image", "mimeType": "image/png", "data": "iVBORw0K"},),
+        )
+
+    seen: list[agentrt.ToolResult] = []
+
+    class Keep(agentrt.CallbackHandler):
+        def on_tool_end(self, response: Any, call: Any, result: agentrt.ToolResult) -> None:
+            seen.append(result)
+
+    model = FunctionModel(
+        lambda messages, tools: (
+            ModelTurn(tool_calls=[call("lookup", city="Paris")])
+            if messages[-1].role == "user"
+            else f"read: {messages[-1].content}"
+        )
+    )
+    chain = model.chain("go", tools=[lookup], callbacks=[Keep()])
+    assert await chain.text() == "read: Paris: 2.1 million people"
+    (result,) = chain.tool_results
+    assert result.structured == {"city": "Paris", "population": 2_100_000}
+    assert result.media == [{"type": "image", "mimeType": "image/png", "data": "iVBORw0K"}]
+    assert seen == [result]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MCPToolError, UsageError
+from ..messages import ToolOutput
 from ..tools import Tool, Toolbox
 from ._connection import Connection
 
@@ -222,7 +223,7 @@ class MCPToolbox(Toolbox):
         box = self
         holder: list[MCPTool] = []
 
-        async def call(**arguments: Any) -> str:
+        async def call(**arguments: Any) -> ToolOutput:
             return await box._call(holder[0], arguments)
 
         portal = self._portal
@@ -231,11 +232,11 @@ class MCPToolbox(Toolbox):
         else:
             # connect_sync(): the connection lives on the portal's loop; sync chains call
             # through it from a worker thread, async chains (any loop) via a thread hop.
-            def call_sync(**arguments: Any) -> str:
-                result: str = portal.call(box._call, holder[0], arguments)
+            def call_sync(**arguments: Any) -> ToolOutput:
+                result: ToolOutput = portal.call(box._call, holder[0], arguments)
                 return result
 
-            async def call_from_any_loop(**arguments: Any) -> str:
+            async def call_from_any_loop(**arguments: Any) -> ToolOutput:
                 import anyio.to_thread
 
                 return await anyio.to_thread.run_sync(
@@ -246,17 +247,19 @@ class MCPToolbox(Toolbox):
         holder.append(tool)
         return tool
 
-    async def _call(self, tool: MCPTool, arguments: dict[str, Any]) -> str:
+    async def _call(self, tool: MCPTool, arguments: dict[str, Any]) -> ToolOutput:
         timeout = tool.timeout if tool.timeout is not None else self.timeout
         result = await self._connection.call(tool.wire_name, arguments, timeout)
         output = to_output(result)
         if result.is_error:
-            raise MCPToolError(
+            error = MCPToolError(
                 output.text or f"the MCP tool {tool.wire_name!r} failed without a message",
                 server=self.name,
                 result=result,
             )
-        return output.text
+            error.structured = output.structured
+            raise error
+        return ToolOutput(output.text, output.structured, tuple(output.media))
 
     def __repr__(self) -> str:
         return f"<MCPToolbox {self.source} tools={len(self.tools())}>"
