@@ -212,6 +212,8 @@ class AsyncChain(Lifecycle):
         output: OutputRun | None = None,
         tool_choice: str | None = None,
         parallel_tool_calls: bool | None = None,
+        tool_sources: Sequence[Any] = (),
+        collect_tools: Callable[[Sequence[Any]], dict[str, Tool]] | None = None,
     ) -> None:
         self.model = model_id
         self.name = name
@@ -245,6 +247,23 @@ class AsyncChain(Lifecycle):
         if output is not None:
             self._specs = output.tools(self._specs)
         self._value: Any = None
+        # Toolboxes whose tool list can change (an MCP server's): looked at between turns.
+        self._sources = tool_sources
+        self._collect = collect_tools
+        self._versions = _tool_versions(tool_sources)
+
+    def _refresh_tools(self) -> None:
+        """Between turns: take the new tool list of a toolbox that announced a change."""
+        if self._collect is None or not self._versions:
+            return
+        versions = _tool_versions(self._sources)
+        if versions == self._versions:
+            return
+        self._versions = versions
+        tools = self._collect(self._sources)
+        self.tools = self._runner.tools = tools
+        specs = [t.spec for t in tools.values()]
+        self._specs = self._output.tools(specs) if self._output is not None else specs
 
     #: A unique id of this chain (made when first read).
     id = LazyId()
@@ -342,6 +361,8 @@ class AsyncChain(Lifecycle):
         last = self.max_turns - 1
         try:
             for turn in range(self.max_turns):
+                if turn:
+                    self._refresh_tools()  # never mid-turn: only before a request
                 response = AsyncResponse(
                     self._provider,
                     TurnRequest(
@@ -443,3 +464,8 @@ def _warn_truncated(chain: AsyncChain) -> None:
         chain.name or chain.id,
         chain.model,
     )
+
+
+def _tool_versions(sources: Sequence[Any]) -> list[Any]:
+    """The ``tools_version`` of each source that has one (toolboxes that can change)."""
+    return [getattr(s, "tools_version", None) for s in sources if hasattr(s, "tools_version")]

@@ -349,7 +349,8 @@ class AsyncModel:
             where, generation, s["extra_body"], s["extra_headers"], **named
         )
         messages = prompt_messages(prompt)
-        found = self.collect_tools(_tools_list(s["tools"], where))
+        sources = tuple(_tools_list(s["tools"], where))
+        found = self.collect_tools(sources)
         # The runner checks and normalises the hooks itself (a wrong one fails here).
         runner = ToolRunner(
             found,
@@ -376,6 +377,8 @@ class AsyncModel:
             self.model_id,
             messages,
             tools=found,
+            tool_sources=sources,
+            collect_tools=self.collect_tools,
             hooks=Hooks.combine(self.callbacks, handlers, on_chunk=s["on_chunk"]),
             options=options,
             stream=self.stream if stream is None else stream,

@@ -98,7 +98,7 @@ async def measure_toolbox(target: str | list[str], calls: int, batch: int) -> tu
         echo = box["echo"]
 
         async def one() -> None:
-            assert await echo.fn(text="hi") == "hi"
+            assert (await echo.fn(text="hi")).content == "hi"
 
         return await _timed(lambda: _batches(calls, batch, one))
 

@@ -91,7 +91,7 @@ async def test_legacy_sse_transport(sse_url: str) -> None:
 
 async def test_headers_reach_an_http_server(url: str) -> None:
     async with mcp.connect(url, headers={"X-Agentrt-Test": "yes"}) as box:
-        assert await box["header"].fn(name="x-agentrt-test") == "yes"
+        assert (await box["header"].fn(name="x-agentrt-test")).content == "yes"
 
 
 async def test_the_sqlite_log_records_mcp_calls_under_the_server_prefix(
@@ -232,7 +232,7 @@ async def test_a_10_mb_result_is_capped_like_any_tool(url: str) -> None:
 
 
 async def _cancelled_on_server(box: mcp.MCPToolbox, tag: str) -> bool:
-    return tag in json.loads(await box["cancelled"].fn())
+    return tag in json.loads((await box["cancelled"].fn()).content)
 
 
 async def test_a_timed_out_call_is_cancelled_on_the_server(url: str) -> None:
@@ -250,7 +250,7 @@ async def test_a_timed_out_call_is_cancelled_on_the_server(url: str) -> None:
 
 
 async def _sleeping(box: mcp.MCPToolbox, tag: str) -> bool:
-    return tag in json.loads(await box["sleeping"].fn())
+    return tag in json.loads((await box["sleeping"].fn()).content)
 
 
 async def test_a_tools_own_timeout_wins(url: str) -> None:
@@ -282,7 +282,7 @@ async def test_cancelling_a_chain_mid_call_leaves_the_connection_usable(url: str
             tg.cancel_scope.cancel()
         assert chain.status == "cancelled"
         await eventually(lambda: _cancelled_on_server(box, tag))
-        assert await box["echo"].fn(text="ok") == "ok"
+        assert (await box["echo"].fn(text="ok")).content == "ok"
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ async def test_a_server_that_exits_mid_call_gives_an_error_then_reconnects(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with mcp.connect(STDIO) as box:
-        first = int(await box["pid"].fn())
+        first = int((await box["pid"].fn()).content)
         model, _ = scripted([call("crash")], [call("pid")])
         chain = model.chain("crash", tools=[box])
         await chain.text()
@@ -357,27 +357,37 @@ async def test_an_error_in_the_block_reaches_the_caller_unwrapped(url: str) -> N
 # --- list changes ----------------------------------------------------------------------------
 
 
-async def _list_change_between_chains(target: str | list[str], protocol: str) -> None:
+async def _list_change_between_turns(target: str | list[str], protocol: str) -> None:
     async with mcp.connect(target) as box:
         assert (box.protocol_version >= "2026") == (protocol == "2026-07-28")
-        model, offered = scripted([call("add_tool")], [call("echo", text="x")])
-        chain = model.chain("change", tools=[box])
+        version = box.tools_version
+
+        async def after_call(tool: object, call: object, result: object) -> None:
+            # The turn's calls are done: wait (bounded) until the server's change arrived,
+            # so the next turn is certain to start after it.
+            await eventually(lambda: box.tools_version != version)
+
+        model, offered = scripted([call("add_tool")], [call("extra")])
+        chain = model.chain("change", tools=[box], after_call=after_call)
         await chain.text()
-        # The chain kept the tools it started with, in every turn.
-        assert len(offered) == 3 and all("extra" not in names for names in offered)
-        await eventually(lambda: any(t.name == "extra" for t in box.tools()))
+        added, extra = chain.tool_results
+        assert not added.is_error
+        assert not extra.is_error and extra.content == "extra works"
+        # The first turn had the old list; the list was taken anew between turns, never
+        # mid-turn, so the second turn offered (and could call) the new tool.
+        assert "extra" not in offered[0] and "extra" in offered[1]
         model, offered = scripted([call("extra")])
         assert await model.chain("again", tools=[box]).text() == "extra works"
         assert "extra" in offered[0]
 
 
-async def test_a_list_change_announced_on_listen_shows_in_the_next_chain() -> None:
+async def test_a_list_change_announced_on_listen_shows_in_the_next_turn() -> None:
     with http_server() as own_url:  # this test changes the server's tool list
-        await _list_change_between_chains(own_url, "2026-07-28")
+        await _list_change_between_turns(own_url, "2026-07-28")
 
 
-async def test_a_list_changed_notification_from_a_legacy_server_shows_in_the_next_chain() -> None:
-    await _list_change_between_chains([*STDIO, "--legacy"], "legacy")
+async def test_a_list_changed_notification_from_a_legacy_server_shows_in_the_next_turn() -> None:
+    await _list_change_between_turns([*STDIO, "--legacy"], "legacy")
 
 
 # --- the sync facade -------------------------------------------------------------------------
