@@ -37,22 +37,38 @@ FinishReason = Literal["stop", "tool_calls", "length", "content_filter"]
 
 
 class Usage(BaseModel):
-    """Token counts of one response, or a sum of several (usages add with ``+``)."""
+    """Token counts of one response, or a sum of several (usages add with ``+``).
+
+    ``input_tokens`` includes cached input and ``output_tokens`` includes reasoning; the
+    detail counts say how much of each, and are ``None`` when the provider reported none.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    #: Input tokens read from the provider's prompt cache (part of ``input_tokens``).
+    cache_read_input_tokens: int | None = None
+    #: Input tokens written to the provider's prompt cache (part of ``input_tokens``).
+    cache_creation_input_tokens: int | None = None
+    #: Output tokens spent on reasoning / thinking (part of ``output_tokens``).
+    reasoning_output_tokens: int | None = None
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage.of(
+        total = Usage.of(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.total_tokens + other.total_tokens,
         )
+        details = {
+            name: _add_optional(getattr(self, name), getattr(other, name))
+            for name in _DETAILS
+            if getattr(self, name) is not None or getattr(other, name) is not None
+        }
+        return total.model_copy(update=details) if details else total
 
     def __radd__(self, other: object) -> Usage:
         # Lets ``sum(usages)`` start from 0.
@@ -60,20 +76,49 @@ class Usage(BaseModel):
             return self
         return NotImplemented
 
+    def __repr_args__(self) -> Any:
+        # The detail counts only when reported: "input_tokens=3 output_tokens=5 ...".
+        return [(k, v) for k, v in super().__repr_args__() if v is not None]
+
     @classmethod
-    def of(cls, input_tokens: int, output_tokens: int, total_tokens: int | None = None) -> Usage:
-        """Build a usage, deriving ``total_tokens`` when the provider did not send it."""
+    def of(
+        cls,
+        input_tokens: int,
+        output_tokens: int,
+        total_tokens: int | None = None,
+        **details: int | None,
+    ) -> Usage:
+        """Build a usage, deriving ``total_tokens`` when the provider did not send it.
+
+        ``details``: ``cache_read_input_tokens``, ``cache_creation_input_tokens``,
+        ``reasoning_output_tokens`` (a ``None`` or missing one was not reported).
+        """
         if total_tokens is None:
             total_tokens = input_tokens + output_tokens
+        reported = {k: v for k, v in details.items() if v is not None}
         if type(input_tokens) is int and type(output_tokens) is int and type(total_tokens) is int:
             # Validating plain ints (which keeps them as they are) is cheaper than
             # model_construct; anything else a provider sent is kept unvalidated, as before.
             return cls(
-                input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=total_tokens
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                total_tokens=total_tokens,
+                **reported,
             )
-        return cls.model_construct(
-            input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=total_tokens
-        )
+        values: dict[str, Any] = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": total_tokens,
+            **reported,
+        }
+        return cls.model_construct(**values)
+
+
+_DETAILS = ("cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_output_tokens")
+
+
+def _add_optional(a: int | None, b: int | None) -> int:
+    return (a or 0) + (b or 0)
 
 
 class ToolCall(BaseModel):

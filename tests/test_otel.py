@@ -207,3 +207,46 @@ async def test_a_failed_turn_sets_error_type_on_chat_and_agent(
     (duration,) = telemetry.points(sc.OPERATION_DURATION)
     assert dict(duration.attributes or {})[sc.ERROR_TYPE] == "AuthenticationError"
     assert telemetry.points(sc.TOKEN_USAGE) == []  # no usage reported: none recorded
+
+
+@pytest.mark.parametrize(
+    ("provider", "extra", "expected"),
+    [
+        (
+            "openai",
+            {"cached_tokens": 6, "reasoning_tokens": 2},
+            {sc.USAGE_CACHE_READ_INPUT_TOKENS: 6, sc.USAGE_REASONING_OUTPUT_TOKENS: 2},
+        ),
+        (
+            "anthropic",
+            {"cache_read_input_tokens": 6, "cache_creation_input_tokens": 3},
+            {sc.USAGE_CACHE_READ_INPUT_TOKENS: 6, sc.USAGE_CACHE_CREATION_INPUT_TOKENS: 3},
+        ),
+        (
+            "gemini",
+            {"cached_tokens": 6, "thoughts_tokens": 2},
+            {sc.USAGE_CACHE_READ_INPUT_TOKENS: 6, sc.USAGE_REASONING_OUTPUT_TOKENS: 2},
+        ),
+    ],
+)
+async def test_cache_and_reasoning_counts_reach_the_chat_span(
+    fake: FakeServer,
+    telemetry: Telemetry,
+    provider: str,
+    extra: dict[str, int],
+    expected: dict[str, int],
+) -> None:
+    fake.push(Turn(text="fine", usage=(10, 5), extra=extra), Turn(text="plain"))
+    model = remote_model(fake, provider)
+    await model.chain("hi", callbacks=[telemetry.handler]).text()
+    await model.chain("hi", callbacks=[telemetry.handler]).text()
+    await model.aclose()
+    counted, plain = telemetry.named("chat")
+    attributes = dict(counted.attributes or {})
+    assert {k: attributes[k] for k in expected} == expected
+    unreported = set(dict(plain.attributes or {})) & {
+        sc.USAGE_CACHE_READ_INPUT_TOKENS,
+        sc.USAGE_CACHE_CREATION_INPUT_TOKENS,
+        sc.USAGE_REASONING_OUTPUT_TOKENS,
+    }
+    assert unreported == set()  # a count the provider did not report is left out, not 0

@@ -58,11 +58,11 @@ async def test_chain_turns_and_tool_calls_are_logged(tmp_path: Path) -> None:
     assert logged["system"] == "be brief"
     assert logged["tools"] == ["add"]
     assert logged["text"] == text
-    assert logged["usage"] == chain.usage.model_dump()
+    assert logged["usage"] == chain.usage.model_dump(exclude_none=True)
     first, second = logged["turns"]
     assert first["finish_reason"] == first["raw_finish_reason"] == "tool_calls"
     assert first["prompt"] == 'add {"a": 2, "b": 3}'
-    assert first["usage"] == chain.responses[0].usage.model_dump()
+    assert first["usage"] == chain.responses[0].usage.model_dump(exclude_none=True)
     assert first["duration"] > 0
     assert first["started_at"] == chain.responses[0].started_at
     (tool_call,) = first["tool_calls"]

@@ -248,7 +248,13 @@ def _usage(fields: dict[str, Any]) -> Usage:
         int(fields.get(key) or 0)
         for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
-    return Usage.of(prompt, int(fields.get("output_tokens") or 0))
+    read, written = fields.get("cache_read_input_tokens"), fields.get("cache_creation_input_tokens")
+    return Usage.of(
+        prompt,
+        int(fields.get("output_tokens") or 0),
+        cache_read_input_tokens=read if type(read) is int else None,
+        cache_creation_input_tokens=written if type(written) is int else None,
+    )
 
 
 def _needs_verbatim_replay(blocks: Iterable[dict[str, Any]]) -> bool:

@@ -267,9 +267,16 @@ def _usage(metadata: dict[str, Any]) -> Usage:
     prompt = int(metadata.get("promptTokenCount") or 0)
     prompt += int(metadata.get("toolUsePromptTokenCount") or 0)
     output = int(metadata.get("candidatesTokenCount") or 0)
-    output += int(metadata.get("thoughtsTokenCount") or 0)
+    thoughts, cached = metadata.get("thoughtsTokenCount"), metadata.get("cachedContentTokenCount")
+    output += int(thoughts or 0)
     total = metadata.get("totalTokenCount")
-    return Usage.of(prompt, output, int(total) if total is not None else None)
+    return Usage.of(
+        prompt,
+        output,
+        int(total) if total is not None else None,
+        cache_read_input_tokens=cached if type(cached) is int else None,
+        reasoning_output_tokens=thoughts if type(thoughts) is int else None,
+    )
 
 
 _TEXT_KEYS = frozenset({"text", "thought", "thoughtSignature"})

@@ -466,4 +466,21 @@ def _usage(usage: Any) -> Usage | None:
     prompt = usage.get("prompt_tokens") or 0
     completion = usage.get("completion_tokens") or 0
     total = usage.get("total_tokens")
-    return Usage.of(prompt, completion, total if isinstance(total, int) else None)
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    return Usage.of(
+        prompt,
+        completion,
+        total if isinstance(total, int) else None,
+        cache_read_input_tokens=_count(prompt_details, "cached_tokens"),
+        reasoning_output_tokens=_count(completion_details, "reasoning_tokens"),
+    )
+
+
+def _count(details: Any, key: str) -> int | None:
+    """An integer count from a usage details object, or None when absent."""
+    if isinstance(details, dict):
+        value = details.get(key)
+        if type(value) is int:
+            return value
+    return None

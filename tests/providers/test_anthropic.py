@@ -151,7 +151,7 @@ async def test_usage_reported_and_cumulative(fake_server: Any, stream: bool) -> 
     async with anthropic(fake_server) as provider:
         counted = await run_turn(provider, request(), stream=stream)
         uncounted = await run_turn(provider, request(), stream=stream)
-    assert counted.usage == Usage.of(25, 40)
+    assert counted.usage == Usage.of(25, 40, cache_creation_input_tokens=4)
     assert counted.usage.total_tokens == 65
     assert uncounted.usage is None
 

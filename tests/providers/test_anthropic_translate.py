@@ -193,7 +193,7 @@ def test_parser_usage_is_cumulative_and_counts_cached_prompt_tokens() -> None:
     usages = [e.usage for e in events if isinstance(e, UsageEvent)]
     # message_start (1 output token), the partial message_delta, the final one.
     assert [u.output_tokens for u in usages] == [1, 15, 30]
-    assert usages[-1] == Usage.of(107, 30)
+    assert usages[-1] == Usage.of(107, 30, cache_read_input_tokens=100)
 
 
 def test_parser_error_event_maps_type_to_status() -> None:

@@ -136,9 +136,16 @@ async def test_usage_counts_thoughts_as_output(fake_server: Any) -> None:
     result = await turn_events(
         fake_server, Turn(text="hi", usage=(7, 3), extra={"thoughts_tokens": 4})
     )
-    assert result.usage == Usage(input_tokens=7, output_tokens=7, total_tokens=14)
+    assert result.usage == Usage(
+        input_tokens=7, output_tokens=7, total_tokens=14, reasoning_output_tokens=4
+    )
     silent = await turn_events(fake_server, Turn(text="hi", usage=None))
     assert silent.usage is None  # never a silent zero
+    cached = await turn_events(
+        fake_server, Turn(text="hi", usage=(70, 3), extra={"cached_tokens": 64})
+    )
+    assert cached.usage is not None and cached.usage.cache_read_input_tokens == 64
+    assert cached.usage.input_tokens == 70  # cached input is part of the prompt count
 
 
 @pytest.mark.anyio

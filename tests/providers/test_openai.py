@@ -194,6 +194,23 @@ async def test_usage(fake_server: FakeServer, stream: bool) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("stream", [True, False])
+async def test_cached_and_reasoning_tokens_are_kept_and_add_up(
+    fake_server: FakeServer, stream: bool
+) -> None:
+    details = {"cached_tokens": 200, "reasoning_tokens": 30}
+    fake_server.push(Turn(text="a", usage=(321, 45), extra=details), Turn(text="b"))
+    first = (await run(fake_server, stream=stream)).usage
+    second = (await run(fake_server, stream=stream)).usage
+    assert first == Usage.of(321, 45, cache_read_input_tokens=200, reasoning_output_tokens=30)
+    assert second == Usage.of(10, 5) and second.cache_read_input_tokens is None
+    # Summed, a detail one turn did not report counts as 0 there, not as unknown.
+    total = first + second
+    assert (total.input_tokens, total.cache_read_input_tokens) == (331, 200)
+    assert str(second) == "input_tokens=10 output_tokens=5 total_tokens=15"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize(
     ("turn", "raw", "normalised"),
     [

@@ -108,6 +108,8 @@ def _usage(turn: Turn) -> dict[str, int] | None:
     thoughts = int(str(turn.extra.get("thoughts_tokens", 0)))
     if thoughts:
         usage["thoughtsTokenCount"] = thoughts
+    if "cached_tokens" in turn.extra:  # part of promptTokenCount
+        usage["cachedContentTokenCount"] = int(str(turn.extra["cached_tokens"]))
     usage["totalTokenCount"] = prompt + output + thoughts
     return usage
 

@@ -42,15 +42,21 @@ def _call_id(turn: Turn, index: int) -> str:
     return turn.tool_calls[index].id or f"call_fake_{index}"
 
 
-def _usage(turn: Turn) -> dict[str, int] | None:
+def _usage(turn: Turn) -> dict[str, Any] | None:
     if turn.usage is None:
         return None
     prompt, completion = turn.usage
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    # extra "cached_tokens" / "reasoning_tokens": the usage details objects.
+    if "cached_tokens" in turn.extra:
+        usage["prompt_tokens_details"] = {"cached_tokens": turn.extra["cached_tokens"]}
+    if "reasoning_tokens" in turn.extra:
+        usage["completion_tokens_details"] = {"reasoning_tokens": turn.extra["reasoning_tokens"]}
+    return usage
 
 
 def render_json(turn: Turn, model: str) -> dict[str, Any]:
