@@ -467,6 +467,27 @@ async def test_a_rate_limited_chain_pauses_the_whole_batch(fake: FakeServer) -> 
     assert times[-1] - times[1] < 1.0  # and no pause once chains complete again
 
 
+async def test_a_retried_429_pauses_every_chain_of_the_batch(fake: FakeServer) -> None:
+    fake.responder = None
+    fake.push(Fault(status=429, message="slow down", headers={"retry-after": "1"}))
+    # One retry: the chain that got the 429 waits Retry-After and tries again, and the
+    # batch, told through the on_retry hook, holds every other chain's requests as long.
+    model = openai_model(fake, retry=agentrt.RetryPolicy(max_retries=1))
+    async with model:
+        records = [
+            r async for r in run_batch(model, [f"item {i}" for i in range(6)], concurrency=2)
+        ]
+    assert [r.status for r in records] == ["completed"] * 6
+    times = sorted(r.time for r in fake.requests)
+    assert len(times) == 7  # six answers and the one 429
+    start = times[0]
+    # Without the pause the five other items would all be asked within the Retry-After
+    # second; with it only those already under way when the 429 came back are (the one
+    # racing the 429, and at most one that started before the hook ran).
+    early = [t for t in times if t - start < 0.9]
+    assert len(early) <= 3, early
+
+
 def test_pacer_spaces_requests_and_pauses_on_retry() -> None:
     now = [100.0]
     pacer = Pacer(RateLimit(requests_per_minute=60), clock=lambda: now[0])
