@@ -609,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chains", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", default="", help="write the figures here too")
+    parser.add_argument(
+        "--no-extras", action="store_true", help="skip the output_type and OpenTelemetry costs"
+    )
     args = parser.parse_args(argv)
     if SMOKE:  # CI: only check that every piece still runs
         args.chains, args.repeat = 20, 1
@@ -617,6 +620,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
+    if not args.no_extras:
+        # What typed results and tracing add to a turn, measured by their own modules.
+        from benchmarks import otel_bench, output_bench
+
+        print("\n## output_type= per turn (benchmarks.output_bench)\n", flush=True)
+        output_bench.main(["--calls", "50" if SMOKE else "2000", "--repeat", "1" if SMOKE else "5"])
+        print("\n## OpenTelemetry off / on (benchmarks.otel_bench)\n", flush=True)
+        otel_bench.main([])
     return 0
 
 
