@@ -58,7 +58,7 @@ class BatchResult:
         """Return the record as one line of JSON (no newline)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         del data["resumed"]
-        data["usage"] = self.usage.model_dump() if self.usage is not None else None
+        data["usage"] = self.usage.model_dump(exclude_none=True) if self.usage is not None else None
         data["output"] = _dump_output(self.output)
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 

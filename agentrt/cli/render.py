@@ -114,7 +114,7 @@ def _isatty(stream: TextIO) -> bool:
 
 
 def _usage(usage: Usage | None) -> dict[str, int] | None:
-    return usage.model_dump() if usage is not None else None
+    return usage.model_dump(exclude_none=True) if usage is not None else None
 
 
 def _calls(response: Any) -> list[dict[str, Any]]:
