@@ -15,6 +15,7 @@ import random
 import re
 from typing import Any
 
+import httpx
 import pytest
 from _faultkit import (
     TARGETS,
@@ -237,7 +238,10 @@ async def test_read_timeout(fake_server: FakeServer, target: Target, stream: boo
         assert len(fake_server.requests) == 1
         assert chain.status == "failed"
 
-    model = target.model(fake_server, stream=stream, timeout=0.05, max_retries=0)
+    # Only the read is short: a busy machine must not time out connecting or writing
+    # instead (the request would then never reach the server).
+    timeout = httpx.Timeout(5.0, read=0.05)
+    model = target.model(fake_server, stream=stream, timeout=timeout, max_retries=0)
     await run_checked(fake_server, model, scenario)
 
 
