@@ -1,7 +1,8 @@
 """Sync tools in worker threads: contextvars, anyio.from_thread, limits, errors, abandonment.
 
-These go through the public chain API with ``FunctionModel``; on asyncio they exercise
-agentrt's own worker pool, on trio ``anyio.to_thread``: both must behave the same.
+These go through the public chain API with ``FunctionModel``; on asyncio and on trio they
+exercise agentrt's own worker pool (``AGENTRT_PORTABLE=1`` gives anyio's): all must behave
+the same.
 """
 
 from __future__ import annotations
@@ -327,7 +328,10 @@ PORTABLE_SCRIPT = """
 import threading, anyio, anyio.from_thread, agentrt, agentrt._backend as backend
 from agentrt.testing import FunctionModel, ModelTurn, call
 
+import sys
+from agentrt._backend import trio_threads
 assert backend.PORTABLE and not backend.FAST_CONN and not backend.FAST_THREADS
+assert not trio_threads.FAST_TRIO_THREADS
 
 async def double(x: int) -> int:
     await anyio.sleep(0.001)
@@ -336,7 +340,7 @@ async def double(x: int) -> int:
 @agentrt.tool
 def hop(x: int) -> int:
     '''Go back to the loop and return.'''
-    assert threading.current_thread().name.startswith("AnyIO worker")
+    assert threading.current_thread().name != "agentrt worker"  # anyio's (or trio's) own
     anyio.from_thread.check_cancelled()
     return anyio.from_thread.run(double, x)
 
@@ -347,19 +351,87 @@ def respond(messages, tools):
 
 async def main():
     model = agentrt.get_async_model(FunctionModel(respond))
-    print(await model.chain("go", tools=[hop]).text())
+    async with model:
+        print(await model.chain("go", tools=[hop]).text())
 
-anyio.run(main)
+anyio.run(main, backend=sys.argv[1])
 """
 
 
-def test_the_portable_path_is_forced_by_agentrt_portable() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+def test_the_portable_path_is_forced_by_agentrt_portable(loop: str) -> None:
     import subprocess
     import sys
 
     env = {**os.environ, "AGENTRT_PORTABLE": "1"}
     out = subprocess.run(
-        [sys.executable, "-c", PORTABLE_SCRIPT], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PORTABLE_SCRIPT, loop],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "got 42"
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
+async def test_on_trio_a_sync_tool_runs_in_agentrt_threads_and_reaches_trio() -> None:
+    import trio
+
+    from agentrt._backend import PORTABLE
+    from agentrt._backend.trio_threads import FAST_TRIO_THREADS
+
+    # The trio the suite runs on is a tested one: agentrt's hop unless forced portable.
+    assert FAST_TRIO_THREADS is not PORTABLE
+    seen: dict[str, Any] = {}
+
+    async def on_the_loop() -> str:
+        await trio.lowlevel.checkpoint()
+        return request_id.get()
+
+    @agentrt.tool
+    def native() -> str:
+        """Use trio's own bridges from the worker thread."""
+        seen["thread"] = threading.current_thread().name
+        trio.from_thread.check_cancelled()
+        first = trio.from_thread.run(on_the_loop)
+        second = trio.from_thread.run_sync(str.upper, first)
+        return f"{first}/{second}"
+
+    request_id.set("req-trio")
+    model = agentrt.get_async_model(calls_then_answer([call("native")]))
+    async with model:
+        assert await model.chain("go", tools=[native]).text() == "last: req-trio/REQ-TRIO"
+    assert (seen["thread"] == "agentrt worker") is FAST_TRIO_THREADS
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
+async def test_on_trio_a_cancelled_chain_is_seen_by_trio_check_cancelled() -> None:
+    import trio
+
+    started = anyio.Event()
+    saw_cancel = threading.Event()
+
+    @agentrt.tool
+    def patient() -> str:
+        """Work in steps, checking trio's cancellation between them."""
+        trio.from_thread.run_sync(started.set)
+        for _ in range(500):
+            try:
+                trio.from_thread.check_cancelled()
+            except trio.Cancelled:
+                saw_cancel.set()
+                raise
+            saw_cancel.wait(0.01)
+        return "never cancelled"
+
+    model = agentrt.get_async_model(calls_then_answer([call("patient")]))
+    chain = model.chain("go", tools=[patient])
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(chain.text)
+            await started.wait()
+            scope.cancel()
+    assert chain.status == "cancelled"
+    assert await anyio.to_thread.run_sync(saw_cancel.wait, 5)

@@ -9,35 +9,33 @@ Two implementations with one interface, chosen when the connection opens:
   ``anyio.fail_after`` around every read. The protocol stops reading from the socket when
   more than :data:`HIGH_WATER` bytes wait unread, and knows when the peer closed an idle
   connection, so the pool never hands one out.
-* :class:`StreamConn` elsewhere (trio): an anyio byte stream, a cancel scope per read.
+* :class:`.trio_conn.TrioConn` on trio, for plain TCP: the raw non-blocking socket,
+  waiting through trio's I/O manager only when nothing is there yet.
+* :class:`StreamConn` otherwise (TLS on trio, and the portable path): an anyio byte
+  stream, a cancel scope per read.
 
-Both raise the same exceptions: ``anyio.EndOfStream`` when the peer closed the connection
-cleanly and nothing more arrived, ``anyio.BrokenResourceError`` when it broke, and
-``TimeoutError`` when nothing arrived within the read timeout.
+All raise the exceptions :mod:`.connbase` names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
-import select
 import socket
 import ssl
-from typing import Any, cast
+from typing import cast
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from .connbase import Conn, NotSent, readable
+from .connect import connect_socket
 from .loops import running_asyncio_loop
-from .version import FAST_CONN
+from .trio_conn import open_trio_conn
+from .version import FAST_CONN, PORTABLE
 
 __all__ = ["HIGH_WATER", "Conn", "NotSent", "ProtocolConn", "StreamConn", "open_conn"]
-
-
-class NotSent(anyio.BrokenResourceError):
-    """The connection was found closed before any byte of the data was written."""
 
 
 try:  # anyio's asyncio backend, called directly on the per-read path
@@ -51,55 +49,20 @@ except ImportError:  # pragma: no cover - a future anyio moved it
 HIGH_WATER = 256 * 1024
 _READ_SIZE = 65536
 _CLOSE_SECONDS = 2.0
-#: Seconds between the start of two connection attempts to one host's addresses.
-_EYEBALLS_DELAY = 0.25
-_AddrInfo = tuple[Any, ...]
-
-
-class Conn:
-    """What the transport needs of a connection (the shared part of both kinds)."""
-
-    __slots__ = ("buffer", "idle_since")
-
-    def __init__(self) -> None:
-        #: Bytes received and not consumed yet; readers consume from the front.
-        self.buffer = bytearray()
-        self.idle_since = 0.0
-
-    async def fill(self, seconds: float | None) -> None:
-        """Wait until at least one more byte is appended to ``buffer``.
-
-        ``seconds`` bounds the wait (``None``: no bound); then ``TimeoutError``.
-        """
-        raise NotImplementedError
-
-    async def send(self, data: bytes, seconds: float | None) -> None:
-        """Send ``data`` whole."""
-        raise NotImplementedError
-
-    def reusable(self) -> bool:
-        """Whether an idle keep-alive connection can carry another request."""
-        return not self.buffer
-
-    async def checkpoint_if_cancelled(self) -> None:
-        """Let a cancelled scope take effect here (buffered data is read without waiting)."""
-        await anyio.lowlevel.checkpoint_if_cancelled()
-
-    async def aclose(self) -> None:
-        """Close the connection; never raises."""
-        raise NotImplementedError
 
 
 async def open_conn(
     scheme: bytes, host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> Conn:
     """Open a connection; the caller bounds the time it may take."""
-    # None on trio (and on the portable path): anyio streams.
-    loop = running_asyncio_loop() if FAST_CONN else None
+    asyncio_loop = running_asyncio_loop()
+    loop = asyncio_loop if FAST_CONN else None  # None on the portable path
     context = ssl_context if scheme == b"https" else None
+    if asyncio_loop is None and context is None and not PORTABLE:  # plain TCP on trio
+        return await open_trio_conn(host, port)
     if loop is not None:
         conn = ProtocolConn(loop)
-        sock = await _connect_socket(loop, host, port)
+        sock = await connect_socket(host, port, loop.getaddrinfo, loop.sock_connect)
         try:
             # On failure or cancellation (e.g. during the TLS handshake) the loop closes
             # the transport and with it the socket.
@@ -121,93 +84,6 @@ async def open_conn(
     else:
         stream = await anyio.connect_tcp(host, port)
     return StreamConn(stream)
-
-
-async def _connect_socket(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
-    """Connect a TCP socket to ``host:port``, trying its addresses "happy eyeballs" style.
-
-    An attempt starts on every address in turn, :data:`_EYEBALLS_DELAY` after the one
-    before (at once when it failed); the first to connect wins and every other socket is
-    closed. CPython's own ``happy_eyeballs_delay`` is not used: on cancellation its race
-    can lose the winning socket, which then stays open until garbage collection. Here
-    every socket is closed by the attempt that made it, whatever ends it.
-    """
-    infos = _numeric_address(host, port) or await loop.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM
-    )
-    if not infos:  # pragma: no cover - getaddrinfo raises instead
-        raise OSError(f"no address for {host!r}")
-    if len(infos) == 1:  # one address (an IP, or one record): nothing to race
-        family, kind, proto, _name, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            await loop.sock_connect(sock, address)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    winner: list[socket.socket] = []
-    errors: list[OSError] = []
-
-    async def attempt(info: _AddrInfo, failed: anyio.Event, scope: anyio.CancelScope) -> None:
-        family, kind, proto, _name, address = info
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            await loop.sock_connect(sock, address)
-        except OSError as exc:
-            sock.close()
-            errors.append(exc)
-            failed.set()
-            return
-        except BaseException:
-            sock.close()
-            raise
-        if winner:  # another attempt won at the same moment
-            sock.close()
-            return
-        winner.append(sock)
-        scope.cancel()
-
-    try:
-        async with anyio.create_task_group() as tg:
-            for info in _interleave(infos):
-                failed = anyio.Event()
-                tg.start_soon(attempt, info, failed, tg.cancel_scope)
-                with anyio.move_on_after(_EYEBALLS_DELAY):
-                    await failed.wait()
-    except BaseException:
-        for sock in winner:
-            sock.close()
-        raise
-    if not winner:
-        if len(errors) == 1:
-            raise errors[0]
-        raise OSError(f"could not connect to {host}:{port}: " + "; ".join(map(str, errors)))
-    return winner[0]
-
-
-def _numeric_address(host: str, port: int) -> list[_AddrInfo] | None:
-    """The address of an IP literal, without the resolver (and its thread hop)."""
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
-    if ip.version == 4:
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(ip), port))]
-    address = (str(ip), port, 0, 0)
-    return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)]
-
-
-def _interleave(infos: list[_AddrInfo]) -> list[_AddrInfo]:
-    """Addresses alternating between families, the first family first (RFC 8305)."""
-    families: dict[int, list[_AddrInfo]] = {}
-    for info in infos:
-        families.setdefault(info[0], []).append(info)
-    queues = list(families.values())
-    longest = max(len(queue) for queue in queues)
-    return [queue[i] for i in range(longest) for queue in queues if i < len(queue)]
 
 
 class ProtocolConn(Conn, asyncio.Protocol):
@@ -334,7 +210,7 @@ class ProtocolConn(Conn, asyncio.Protocol):
         # The loop may not have run the protocol's eof_received yet: ask the socket.
         transport = self._transport
         sock = transport.get_extra_info("socket") if transport is not None else None
-        return sock is not None and not _readable(sock.fileno())
+        return sock is not None and not readable(sock.fileno())
 
     async def aclose(self) -> None:
         self._ended = True
@@ -377,16 +253,6 @@ def _close_orphan(transport: asyncio.Transport) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def _readable(fd: int) -> bool:
-    """Whether an idle socket has something to read (the peer's EOF, or stray bytes)."""
-    poller = select.poll()  # not select.select: it fails on descriptors above 1023
-    try:
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):  # closed under us
-        return True
-
-
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
@@ -424,7 +290,7 @@ class StreamConn(Conn):
         if self.buffer or self._loop is not running_asyncio_loop():
             return False
         sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        return sock is None or not _readable(sock.fileno())
+        return sock is None or not readable(sock.fileno())
 
     async def aclose(self) -> None:
         if self._loop is not running_asyncio_loop():  # opened by another (finished) loop

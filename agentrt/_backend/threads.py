@@ -1,4 +1,4 @@
-"""Running a sync tool in a worker thread, with a cheap hop on asyncio.
+"""Running a sync tool in a worker thread, with a cheap hop on asyncio and on trio.
 
 ``anyio.to_thread.run_sync`` costs about 170 µs of CPU per call on a 2-core machine: two
 extra event-loop iterations (a checkpoint, and the limiter's shielded checkpoint), two
@@ -9,16 +9,16 @@ sync tool call. On asyncio, :func:`run_in_thread` does the same job for about ha
   checkpoint when a token is free, and given back when the thread is done: an abandoned
   call keeps its token until its thread finishes, as on trio, so the threads running tools
   never outnumber the limiter's tokens;
-* one process-wide pool of daemon worker threads waits on a ``SimpleQueue``; a thread is
-  started only when no idle one is left, so the threads busy at once never outnumber the
-  tokens held; an idle thread exits after :data:`IDLE_SECONDS`;
+* agentrt's process-wide pool of daemon worker threads (:mod:`.pool`) runs it;
 * the call runs in a copy of the caller's contextvars, as anyio's workers do, and the
   worker registers the event loop with anyio so ``anyio.from_thread.run`` /
   ``run_sync`` / ``check_cancelled`` work inside the tool.
 
-On trio, or if anyio's worker-thread registry ever moves, it is ``anyio.to_thread.run_sync``.
-Either way a cancelled call is abandoned: its thread finishes in the background, holding
-its token, and the result is dropped (Python cannot stop a thread).
+On trio the same pool serves :func:`.trio_threads.run_in_trio_thread` (for the trio
+versions it is tested with). If anyio's or trio's worker-thread registry ever moves, or
+``AGENTRT_PORTABLE=1``, it is ``anyio.to_thread.run_sync``. Either way a cancelled call is
+abandoned: its thread finishes in the background, holding its token, and the result is
+dropped (Python cannot stop a thread).
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
-import os
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +35,8 @@ import anyio.from_thread
 import anyio.to_thread
 
 from .loops import running_asyncio_loop
+from .pool import IDLE_SECONDS, Pool, current_pool
+from .trio_threads import FAST_TRIO_THREADS, run_in_trio_thread
 from .version import FAST_THREADS
 
 try:  # anyio's registry of worker threads, for anyio.from_thread inside tools
@@ -51,81 +51,9 @@ else:
 
 __all__ = ["IDLE_SECONDS", "run_in_thread"]
 
-#: Seconds an idle worker thread waits for work before it exits.
-IDLE_SECONDS = 10.0
-
-_Job = tuple[
-    asyncio.AbstractEventLoop,
-    asyncio.Future[Any],
-    contextvars.Context,
-    Callable[[], Any],
-    Any,
-    anyio.CapacityLimiter,
-    object,
-]
-# (loop, future, context, fn, the worker's cancel scope, limiter, borrower)
-
-
-#: What a worker reports back to the loop: the job's loop, future, result or error, and
-#: the limiter token to release.
-_Outcome = tuple[
-    asyncio.AbstractEventLoop,
-    asyncio.Future[Any],
-    Any,
-    BaseException | None,
-    anyio.CapacityLimiter,
-    object,
-]
-
-
-class _Pool:
-    """Daemon worker threads fed by one queue; ``idle`` counts those free to take a job."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0
-
-    def submit(self, job: _Job) -> None:
-        with self._lock:
-            start = self._idle == 0
-            if not start:
-                self._idle -= 1  # that idle thread is now promised to this job
-        self._jobs.put(job)
-        if start:
-            threading.Thread(target=self._work, name="agentrt worker", daemon=True).start()
-
-    def _work(self) -> None:
-        jobs = self._jobs
-        while True:
-            try:
-                job = jobs.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
-                with self._lock:
-                    if self._idle > 0:  # no job is promised to the idle threads: leave
-                        self._idle -= 1
-                        return
-                continue  # a job was promised to an idle thread: take it
-            outcome = _run_job(self, *job)
-            # Drop the job (the tool, its arguments, the context) before the result is
-            # reported: once the loop has it, the chain may end, and must owe this thread
-            # nothing.
-            del job
-            _report(*outcome)
-            del outcome
-
-    def ready(self) -> None:
-        """Count the calling worker as idle, before it reports its result.
-
-        So the job that the freed limiter token lets in finds this thread idle, and no
-        extra thread is started.
-        """
-        with self._lock:
-            self._idle += 1
-
 
 def _run_job(
-    pool: _Pool,
+    pool: Pool,
     loop: asyncio.AbstractEventLoop,
     future: asyncio.Future[Any],
     context: contextvars.Context,
@@ -133,7 +61,7 @@ def _run_job(
     scope: Any,
     limiter: anyio.CapacityLimiter,
     borrower: object,
-) -> _Outcome:
+) -> tuple[Callable[..., None], tuple[Any, ...]]:
     result: Any = None
     error: BaseException | None = None
     if not future.cancelled():  # abandoned before it started: do not run it at all
@@ -146,7 +74,7 @@ def _run_job(
         finally:
             del threadlocals.current_token, threadlocals.current_cancel_scope
     pool.ready()
-    return loop, future, result, error, limiter, borrower
+    return _report, (loop, future, result, error, limiter, borrower)
 
 
 def _report(
@@ -184,19 +112,6 @@ def _finish(
         future.set_exception(error)
 
 
-_pool = _Pool()
-
-
-def _reset_after_fork() -> None:
-    # A forked child has none of the parent's threads: a pool that counted idle ones
-    # would queue jobs nobody takes.
-    global _pool
-    _pool = _Pool()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
-
-
 async def run_in_thread(fn: Callable[[], Any], *, limiter: anyio.CapacityLimiter | None) -> Any:
     """Run ``fn()`` in a worker thread under ``limiter`` and return its result.
 
@@ -206,6 +121,8 @@ async def run_in_thread(fn: Callable[[], Any], *, limiter: anyio.CapacityLimiter
     """
     loop = running_asyncio_loop()
     if loop is None:  # trio: its threads keep their token until they finish
+        if FAST_TRIO_THREADS:
+            return await run_in_trio_thread(fn, limiter)
         return await anyio.to_thread.run_sync(fn, limiter=limiter, abandon_on_cancel=True)
     if not _FAST:
         return await _run_portable(fn, limiter)
@@ -228,7 +145,7 @@ async def run_in_thread(fn: Callable[[], Any], *, limiter: anyio.CapacityLimiter
         try:
             context = contextvars.copy_context()
             context.run(set_current_async_library, None)
-            _pool.submit((loop, future, context, fn, scope, limiter, borrower))
+            current_pool().submit((_run_job, loop, future, context, fn, scope, limiter, borrower))
         except BaseException:
             limiter.release_on_behalf_of(borrower)
             raise

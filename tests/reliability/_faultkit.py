@@ -170,7 +170,7 @@ _IDLE_WAITS = {
     ("trio/_core/_io_epoll.py", "get_events"),
     ("anyio/_backends/_asyncio.py", "run"),
     ("concurrent/futures/thread.py", "_worker"),
-    ("agentrt/_backend/threads.py", "_work"),
+    ("agentrt/_backend/pool.py", "_work"),
 }
 _WAIT_MACHINERY = ("/threading.py", "/queue.py")
 
