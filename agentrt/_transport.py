@@ -354,25 +354,26 @@ class _Body(httpx.AsyncByteStream):
                     # piece a point where a cancelled scope takes effect, as a read would be.
                     await conn.checkpoint_if_cancelled()
                     yield data
-        except TimeoutError as exc:
+        except BaseException as exc:
             await self._discard()
-            raise httpx.ReadTimeout("timed out reading the body", request=self._request) from exc
-        except ProtocolError as exc:
-            await self._discard()
-            raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
-        except httpx.HTTPError:
-            await self._discard()
-            raise
-        except _BROKEN as exc:
-            await self._discard()
-            raise httpx.RemoteProtocolError(
+            mapped = self._mapped(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        await self._finish()
+
+    def _mapped(self, exc: BaseException) -> BaseException:
+        """What a failure while reading the body is raised as (``exc`` itself if as is)."""
+        if isinstance(exc, TimeoutError):
+            return httpx.ReadTimeout("timed out reading the body", request=self._request)
+        if isinstance(exc, ProtocolError):
+            return httpx.RemoteProtocolError(str(exc), request=self._request)
+        if isinstance(exc, _BROKEN) and not isinstance(exc, httpx.HTTPError):
+            return httpx.RemoteProtocolError(
                 f"the connection broke while reading the body ({type(exc).__name__})",
                 request=self._request,
-            ) from exc
-        except BaseException:
-            await self._discard()
-            raise
-        await self._finish()
+            )
+        return exc
 
     async def _pieces(self, conn: Conn) -> AsyncGenerator[bytes, None]:
         decoder = self._decoder
@@ -409,13 +410,39 @@ class _Body(httpx.AsyncByteStream):
         await self._discard()
 
     async def read(self) -> bytes:
-        """Read the whole body into ``content`` (the connection goes back to the pool)."""
-        pieces = self.__aiter__()
+        """Read the whole body into ``content`` (the connection goes back to the pool).
+
+        The loop of :meth:`_pieces` without its generators: a whole answer is read on
+        every non-streamed turn.
+        """
+        conn = self._conn
+        if conn is None:
+            return self.content
+        decoder = self._decoder
+        buffer = conn.buffer
+        pieces: list[bytes] = []
         try:
-            self.content = b"".join([piece async for piece in pieces])
-        finally:
-            await pieces.aclose()  # type: ignore[attr-defined]
+            while True:
+                data = decoder.take(buffer)
+                if data:
+                    pieces.append(data)
+                if decoder.done:
+                    break
+                try:
+                    await conn.fill(self._timeout)
+                except anyio.EndOfStream:
+                    decoder.end_of_stream()  # complete only when read to the end of the stream
+                    self._keep_alive = False
+                    break
+            await conn.checkpoint_if_cancelled()
+        except BaseException as exc:
             await self._discard()
+            mapped = self._mapped(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        self.content = b"".join(pieces)
+        await self._finish()
         return self.content
 
 

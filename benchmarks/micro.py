@@ -612,10 +612,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-extras", action="store_true", help="skip the output_type and OpenTelemetry costs"
     )
+    parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     args = parser.parse_args(argv)
     if SMOKE:  # CI: only check that every piece still runs
         args.chains, args.repeat = 20, 1
-    results = anyio.run(main_async, args)
+    results = anyio.run(main_async, args, backend=args.backend)
     print(render(results))
     if args.json:
         with open(args.json, "w") as fh:

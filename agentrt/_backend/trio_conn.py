@@ -36,9 +36,7 @@ async def open_trio_conn(host: str, port: int) -> TrioConn:
     """Open a plain TCP connection from a trio task; the caller bounds the time it may take."""
     import trio
 
-    return TrioConn(
-        await connect_socket(host, port, trio.socket.getaddrinfo, _connect), trio.lowlevel
-    )
+    return TrioConn(await connect_socket(host, port, trio.socket.getaddrinfo, _connect), trio)
 
 
 async def _connect(sock: socket.socket, address: Any) -> None:
@@ -61,22 +59,25 @@ async def _connect(sock: socket.socket, address: Any) -> None:
 class TrioConn(Conn):
     """A connection on a raw non-blocking socket, waiting through trio's I/O manager."""
 
-    __slots__ = ("_closed", "_lowlevel", "_sock")
+    __slots__ = ("_closed", "_lowlevel", "_sent", "_sock", "_trio")
 
-    def __init__(self, sock: socket.socket, lowlevel: Any) -> None:
+    def __init__(self, sock: socket.socket, trio: Any) -> None:
         super().__init__()
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
-        self._lowlevel = lowlevel  # trio.lowlevel, looked up once
+        self._trio = trio  # the module, looked up once
+        self._lowlevel = trio.lowlevel
         self._closed = False
+        #: A request was just written: its answer cannot be there yet, so the first read
+        #: waits at once instead of asking the socket for nothing.
+        self._sent = False
 
     async def _wait(self, wait: Any, seconds: float | None) -> None:
-        import trio
-
         if seconds is None:
             await wait(self._sock)
             return
+        trio = self._trio
         with trio.CancelScope(deadline=trio.current_time() + seconds) as scope:
             await wait(self._sock)
         if scope.cancelled_caught:
@@ -85,7 +86,11 @@ class TrioConn(Conn):
     async def fill(self, seconds: float | None) -> None:
         if self._closed:
             raise anyio.BrokenResourceError("the connection is closed")
-        data = self._recv()
+        if self._sent:
+            self._sent = False
+            data = None
+        else:
+            data = self._recv()
         if data is None:
             while data is None:
                 await self._wait(self._lowlevel.wait_readable, seconds)
@@ -113,6 +118,7 @@ class TrioConn(Conn):
         while True:
             sent += self._send_some(view[sent:], sent)
             if sent == len(view):
+                self._sent = True
                 return
             await self._wait(self._lowlevel.wait_writable, seconds)
 
