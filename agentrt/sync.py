@@ -97,14 +97,21 @@ _SPAWN_WAIT = 1.0
 
 
 class _Call:
-    """One blocking call's link to its task: its cancel scope, and whether it ended."""
+    """One blocking call's link to its task: its cancel scope, and whether it ended.
+
+    ``ended`` is a plain lock, held until the task has ended: the caller blocks acquiring
+    it. Not a ``threading.Event`` nor ``Future.result()``: both wait on a condition
+    variable, and a Ctrl-C landing while one re-takes its lock can leave the caller
+    blocked for good; a plain lock's acquire is interrupted cleanly.
+    """
 
     __slots__ = ("cancelled", "ended", "scope")
 
     def __init__(self) -> None:
         self.cancelled = False
         self.scope: anyio.CancelScope | None = None
-        self.ended = threading.Event()
+        self.ended = threading.Lock()
+        self.ended.acquire()
 
 
 class _LoopThread:
@@ -152,21 +159,24 @@ class _LoopThread:
                     return await _in_context(ctx, fn, *args)
                 raise anyio.get_cancelled_exc_class()  # cancelled before it ran
             finally:
-                call.ended.set()
+                call.ended.release()
 
         future: Future[T] | None = None
+        waited = False
         try:
             future = portal.start_task_soon(run)
-            return future.result()
+            call.ended.acquire()
+            waited = True
+            return future.result()  # resolved right after the task ended
         except BaseException:
-            if future is None or not future.done():
+            if not waited:
                 call.cancelled = True
                 scope = call.scope
                 if scope is not None:
                     portal.call(scope.cancel)
                 # Wait for the call to end (a second Ctrl-C interrupts this). When the
                 # interrupt came before the task was spawned, it may never run: bounded.
-                call.ended.wait(None if future is not None else _SPAWN_WAIT)
+                call.ended.acquire(timeout=-1 if future is not None else _SPAWN_WAIT)
             raise
 
     def iterate(self, aiterable: Any) -> Iterator[Any]:

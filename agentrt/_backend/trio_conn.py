@@ -16,6 +16,7 @@ scopes. TLS on trio stays on anyio's stream (trio's ``SSLStream``).
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from typing import Any
 
@@ -53,7 +54,7 @@ async def _connect(sock: socket.socket, address: Any) -> None:
     await trio.lowlevel.wait_writable(sock)
     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if code:
-        raise OSError(code, f"connect to {address!r} failed: {errno.errorcode.get(code, code)}")
+        raise OSError(code, f"{os.strerror(code)} (connecting to {address[0]}:{address[1]})")
 
 
 class TrioConn(Conn):
