@@ -21,6 +21,8 @@ __all__ = ["MAX_HEAD", "BodyDecoder", "Head", "ProtocolError", "parse_head"]
 MAX_HEAD = 64 * 1024
 _MAX_CHUNK_LINE = 4096
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+#: Header lines, each CRLF-terminated: a token name, a colon, a value without CR/LF/NUL.
+_FIELDS = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9a-zA-Z]+:[^\r\n\x00]*\r\n)*")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,20}")
 _SIZED, _CHUNKED, _TO_EOF = 0, 1, 2
 
@@ -59,15 +61,15 @@ def parse_head(buffer: bytearray, *, method: bytes = b"POST") -> Head | None:
             return None
         if end > MAX_HEAD:
             raise ProtocolError(f"the response head is longer than {MAX_HEAD} bytes")
-        lines = bytes(buffer[:end]).split(b"\r\n")
+        block = bytes(buffer[:end])
         del buffer[: end + 4]
-        head = _head(lines, method)
+        head = _head(block, method)
         if head is not None:
             return head
 
 
-def _head(lines: list[bytes], method: bytes) -> Head | None:
-    first = lines[0]
+def _head(block: bytes, method: bytes) -> Head | None:
+    first, _, fields = block.partition(b"\r\n")
     version, _, rest = first.partition(b" ")
     code, _, reason = rest.partition(b" ")
     if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
@@ -79,27 +81,30 @@ def _head(lines: list[bytes], method: bytes) -> Head | None:
     headers: list[tuple[bytes, bytes]] = []
     length: int | None = None
     chunked = False
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or _TOKEN.fullmatch(name) is None:
-            raise ProtocolError(f"bad header line {line[:100]!r}")
-        value = value.strip(b" \t")
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
-            raise ProtocolError(f"bad header value in {line[:100]!r}")
-        headers.append((name, value))
-        lower = name.lower()
-        if lower == b"content-length":
-            length = _content_length(value, length)
-        elif lower == b"transfer-encoding":
-            if value.lower() != b"chunked" or chunked:
-                raise ProtocolError(f"unsupported Transfer-Encoding {value[:100]!r}")
-            chunked = True
-        elif lower == b"connection":
-            token = value.lower()
-            if token == b"close":
-                keep_alive = False
-            elif token == b"keep-alive":
-                keep_alive = True
+    if fields:
+        fields += b"\r\n"
+        # One regular-expression pass checks every header line (token name, a colon, a
+        # value without CR, LF or NUL); only a head that fails it is checked line by line,
+        # to name the bad line.
+        if _FIELDS.fullmatch(fields) is None:
+            _bad_line(fields)
+        for line in fields.split(b"\r\n")[:-1]:
+            name, _, value = line.partition(b":")
+            value = value.strip(b" \t")
+            headers.append((name, value))
+            lower = name.lower()
+            if lower == b"content-length":
+                length = _content_length(value, length)
+            elif lower == b"transfer-encoding":
+                if value.lower() != b"chunked" or chunked:
+                    raise ProtocolError(f"unsupported Transfer-Encoding {value[:100]!r}")
+                chunked = True
+            elif lower == b"connection":
+                token = value.lower()
+                if token == b"close":
+                    keep_alive = False
+                elif token == b"keep-alive":
+                    keep_alive = True
     if method == b"HEAD" or status in (204, 304) or status < 200:
         return Head(status, reason, headers, keep_alive, _SIZED, 0)
     if chunked:
@@ -107,6 +112,17 @@ def _head(lines: list[bytes], method: bytes) -> Head | None:
     if length is not None:
         return Head(status, reason, headers, keep_alive, _SIZED, length)
     return Head(status, reason, headers, False, _TO_EOF, 0)
+
+
+def _bad_line(fields: bytes) -> None:
+    """Raise for the first malformed header line of ``fields`` (CRLF-terminated lines)."""
+    for line in fields.split(b"\r\n")[:-1]:
+        name, colon, value = line.partition(b":")
+        if not colon or _TOKEN.fullmatch(name) is None:
+            raise ProtocolError(f"bad header line {line[:100]!r}")
+        if b"\r" in value or b"\n" in value or b"\x00" in value:
+            raise ProtocolError(f"bad header value in {line[:100]!r}")
+    raise ProtocolError("bad header lines")  # pragma: no cover - the pattern said so
 
 
 def _content_length(value: bytes, before: int | None) -> int:

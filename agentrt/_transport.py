@@ -395,7 +395,7 @@ class _Body(httpx.AsyncByteStream):
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._keep_alive and conn.reusable():
+        if self._keep_alive and conn.reusable(probe=False):  # probed when taken out
             await self._transport._release(self._origin, conn)
         else:
             await self._transport._drop(conn)

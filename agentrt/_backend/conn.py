@@ -29,7 +29,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from .connbase import Conn, NotSent, readable
+from .connbase import Conn, NotSent, Probe
 from .connect import connect_socket
 from .loops import running_asyncio_loop
 from .trio_conn import open_trio_conn
@@ -96,6 +96,7 @@ class ProtocolConn(Conn, asyncio.Protocol):
         "_error",
         "_loop",
         "_paused",
+        "_probe",
         "_transport",
         "_waiter",
     )
@@ -110,12 +111,15 @@ class ProtocolConn(Conn, asyncio.Protocol):
         self._error: BaseException | None = None
         self._paused = False
         self._closed: asyncio.Future[None] | None = None  # set once the socket is closed
+        self._probe: Probe | None = None
 
     # --- protocol callbacks (run by the loop) --------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as such.
         self._transport = cast("asyncio.Transport", transport)
+        sock = transport.get_extra_info("socket")
+        self._probe = Probe(sock.fileno()) if sock is not None else None
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -202,15 +206,15 @@ class ProtocolConn(Conn, asyncio.Protocol):
         # The backend's own check: anyio's front door looks the running library up first.
         await _asyncio_checkpoint_if_cancelled()
 
-    def reusable(self) -> bool:
+    def reusable(self, *, probe: bool = True) -> bool:
         # A connection belongs to the loop that opened it: one left in the pool by an
         # earlier ``asyncio.run()`` cannot be used (or properly closed) from another.
         if self.buffer or self._ended or self._loop is not running_asyncio_loop():
             return False
+        if self._transport is None or not probe:
+            return self._transport is not None
         # The loop may not have run the protocol's eof_received yet: ask the socket.
-        transport = self._transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        return sock is not None and not readable(sock.fileno())
+        return self._probe is not None and not self._probe.readable()
 
     async def aclose(self) -> None:
         self._ended = True
@@ -259,15 +263,17 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 class StreamConn(Conn):
-    """A connection on an anyio byte stream (trio, or anything not asyncio)."""
+    """A connection on an anyio byte stream (TLS on trio, and the portable path)."""
 
-    __slots__ = ("_loop", "stream")
+    __slots__ = ("_loop", "_probe", "stream")
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         super().__init__()
         self.stream = stream
         # On asyncio (the portable path) a stream belongs to the loop that opened it.
         self._loop = running_asyncio_loop()
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        self._probe = Probe(sock.fileno()) if sock is not None else None
 
     async def fill(self, seconds: float | None) -> None:
         try:
@@ -284,13 +290,12 @@ class StreamConn(Conn):
         with anyio.fail_after(seconds):
             await self.stream.send(data)
 
-    def reusable(self) -> bool:
+    def reusable(self, *, probe: bool = True) -> bool:
         # An idle connection with anything to read (the server's EOF, or bytes nobody asked
         # for) cannot carry another request; asked of the socket without blocking.
         if self.buffer or self._loop is not running_asyncio_loop():
             return False
-        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        return sock is None or not readable(sock.fileno())
+        return not probe or self._probe is None or not self._probe.readable()
 
     async def aclose(self) -> None:
         if self._loop is not running_asyncio_loop():  # opened by another (finished) loop

@@ -15,7 +15,7 @@ import select
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Conn", "NotSent", "readable"]
+__all__ = ["Conn", "NotSent", "Probe"]
 
 
 class NotSent(anyio.BrokenResourceError):
@@ -43,8 +43,12 @@ class Conn:
         """Send ``data`` whole."""
         raise NotImplementedError
 
-    def reusable(self) -> bool:
-        """Whether an idle keep-alive connection can carry another request."""
+    def reusable(self, *, probe: bool = True) -> bool:
+        """Whether an idle keep-alive connection can carry another request.
+
+        ``probe=False`` skips asking the socket (a system call): enough when the
+        connection goes back to the pool, since it is probed again when taken out.
+        """
         return not self.buffer
 
     async def checkpoint_if_cancelled(self) -> None:
@@ -56,11 +60,23 @@ class Conn:
         raise NotImplementedError
 
 
-def readable(fd: int) -> bool:
-    """Whether an idle socket has something to read (the peer's EOF, or stray bytes)."""
-    poller = select.poll()  # not select.select: it fails on descriptors above 1023
-    try:
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):  # closed under us
-        return True
+class Probe:
+    """Asks one socket, without blocking, whether it has something to read.
+
+    The peer's EOF or stray bytes make an idle connection unusable. One ``poll`` object
+    per connection, registered once (not ``select.select``: it fails on descriptors above
+    1023); it holds no descriptor of its own.
+    """
+
+    __slots__ = ("_poller",)
+
+    def __init__(self, fd: int) -> None:
+        self._poller = select.poll()
+        self._poller.register(fd, select.POLLIN)
+
+    def readable(self) -> bool:
+        """Whether the socket has something to read (or is closed under us)."""
+        try:
+            return bool(self._poller.poll(0))
+        except (OSError, ValueError):
+            return True

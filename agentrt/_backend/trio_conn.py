@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from .connbase import Conn, NotSent, readable
+from .connbase import Conn, NotSent, Probe
 from .connect import connect_socket
 from .loops import running_asyncio_loop
 
@@ -60,13 +60,14 @@ async def _connect(sock: socket.socket, address: Any) -> None:
 class TrioConn(Conn):
     """A connection on a raw non-blocking socket, waiting through trio's I/O manager."""
 
-    __slots__ = ("_closed", "_lowlevel", "_sent", "_sock", "_trio")
+    __slots__ = ("_closed", "_lowlevel", "_probe", "_sent", "_sock", "_trio")
 
     def __init__(self, sock: socket.socket, trio: Any) -> None:
         super().__init__()
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
+        self._probe = Probe(sock.fileno())
         self._trio = trio  # the module, looked up once
         self._lowlevel = trio.lowlevel
         self._closed = False
@@ -137,11 +138,11 @@ class TrioConn(Conn):
     async def checkpoint_if_cancelled(self) -> None:
         await self._lowlevel.checkpoint_if_cancelled()
 
-    def reusable(self) -> bool:
+    def reusable(self, *, probe: bool = True) -> bool:
         # Only from trio (any run: a raw socket belongs to no run), never from asyncio.
         if self.buffer or self._closed or running_asyncio_loop() is not None:
             return False
-        return not readable(self._sock.fileno())
+        return not probe or not self._probe.readable()
 
     async def aclose(self) -> None:
         if self._closed:
