@@ -1,9 +1,10 @@
-"""Whether the asyncio fast paths are on: a tested anyio version, and not forced off.
+"""Whether the fast paths are on: a tested anyio version, and not forced off.
 
-The fast paths reach into anyio's private asyncio backend, so each is enabled only for
-the anyio versions it is tested with (checked here, at import); ``AGENTRT_PORTABLE=1`` in
-the environment forces the portable path (anyio streams and ``anyio.to_thread``) on
-asyncio too. On trio the portable path is always taken.
+The asyncio fast paths reach into anyio's private asyncio backend, so each is enabled only
+for the anyio versions it is tested with (checked here, at import); the trio thread hop
+checks its trio versions the same way (:mod:`.trio_threads`). ``AGENTRT_PORTABLE=1`` in the
+environment forces the portable path (anyio streams and ``anyio.to_thread``) on asyncio
+and on trio.
 """
 
 from __future__ import annotations
