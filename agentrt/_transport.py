@@ -255,6 +255,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         payload: bytes | None,
         timeouts: Mapping[str, float | None],
     ) -> RawResponse:
+        sending = True
         try:
             write_timeout = timeouts.get("write")
             try:
@@ -263,6 +264,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 raise _Stale from exc
             if payload is None:
                 await conn.send(body, write_timeout)
+            sending = False
             parsed = await self._read_head(conn, timeouts.get("read"), method)
         except ProtocolError as exc:
             await self._drop(conn)
@@ -277,6 +279,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
             ) from exc
         except TimeoutError as exc:
             await self._drop(conn)
+            if sending:
+                raise httpx.WriteTimeout("timed out sending the request", request=request) from exc
             raise httpx.ReadTimeout("timed out reading the response", request=request) from exc
         except _BROKEN as exc:
             await self._drop(conn)

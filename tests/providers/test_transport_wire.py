@@ -1,11 +1,13 @@
 """agentrt's transport against a raw TCP server that writes exactly the bytes a test scripts.
 
-Runs on asyncio (the protocol-driven connection) and trio (anyio streams): the framing,
-keep-alive, flow-control and failure cases must behave the same on both.
+Runs on asyncio (the protocol-driven connection) and trio (the raw-socket connection; TLS
+on anyio streams): the framing, keep-alive, flow-control and failure cases must behave the
+same on both.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -63,11 +65,22 @@ def ok(body: bytes, *extra: bytes) -> bytes:
 
 @asynccontextmanager
 async def raw_server(
-    handler: Handler, tls: ssl.SSLContext | None = None
+    handler: Handler, tls: ssl.SSLContext | None = None, *, small_window: bool = False
 ) -> AsyncIterator[tuple[str, list[Peer]]]:
-    """Serve ``handler`` on 127.0.0.1; yield the base URL and the accepted connections."""
+    """Serve ``handler`` on 127.0.0.1; yield the base URL and the accepted connections.
+
+    ``small_window``: the accepted sockets get a 64 KiB receive buffer (no autotuning), so
+    a large request cannot all sit in the kernel while the server does not read.
+    """
     peers: list[Peer] = []
-    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    if small_window:  # set before listening: an accepted socket inherits it at once
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        tcp: anyio.abc.SocketListener = await anyio.abc.SocketListener.from_socket(sock)
+    else:
+        tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     port = tcp.extra(anyio.abc.SocketAttribute.local_port)
     listener: anyio.abc.Listener[Any] = tcp
     if tls is not None:
@@ -160,6 +173,48 @@ async def test_large_bodies_both_ways_go_through_flow_control() -> None:
                 received += piece
         assert bytes(received) == (upload[::-1] + b"!") * 2
         assert transport.idle_connections == 1
+
+
+#: More than the client's send buffer (autotuned up to 4 MiB on Linux) and the server's
+#: 64 KiB window hold: the send must wait for the reader.
+BIG = 16 * 1024 * 1024
+
+
+async def test_a_request_larger_than_the_socket_buffers_waits_for_a_slow_reader() -> None:
+    upload = bytes(range(256)) * (BIG // 256)
+    reading = anyio.Event()
+
+    async def handler(peer: Peer) -> None:
+        with anyio.move_on_after(0.3):  # let the client fill every buffer, then read
+            await reading.wait()
+        body = await peer.request()
+        await peer.send(ok(b"%d %d" % (len(body), body == upload)))
+        await peer.request()
+
+    transport = LeanTransport()
+    server = raw_server(handler, small_window=True)
+    async with server as (url, _), httpx.AsyncClient(transport=transport) as c:
+        response = await c.post(url, content=upload, timeout=httpx.Timeout(10.0))
+        assert response.text == f"{BIG} 1"  # every byte, in order
+        assert transport.idle_connections == 1
+
+
+async def test_a_server_that_never_reads_the_request_is_a_write_timeout() -> None:
+    upload = b"x" * BIG
+    # A listening socket nobody accepts from: the kernel completes the connection and
+    # takes what fits in its 64 KiB window, and nothing ever reads it (an anyio server
+    # stream on asyncio would read everything into memory on its own).
+    with socket.socket() as deaf:
+        deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        deaf.bind(("127.0.0.1", 0))
+        deaf.listen()
+        url = "http://127.0.0.1:%d/" % deaf.getsockname()[1]
+        transport = LeanTransport()
+        async with httpx.AsyncClient(transport=transport) as c:
+            with anyio.fail_after(10):
+                with pytest.raises(httpx.WriteTimeout, match="sending the request"):
+                    await c.post(url, content=upload, timeout=httpx.Timeout(10.0, write=0.2))
+            assert transport.idle_connections == 0  # the half-sent connection was dropped
 
 
 async def test_read_timeout_mid_body_is_an_httpx_read_timeout_and_drops_the_connection() -> None:
