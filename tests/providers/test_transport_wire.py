@@ -208,7 +208,7 @@ async def test_a_server_that_never_reads_the_request_is_a_write_timeout() -> Non
         deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         deaf.bind(("127.0.0.1", 0))
         deaf.listen()
-        url = "http://127.0.0.1:%d/" % deaf.getsockname()[1]
+        url = f"http://127.0.0.1:{deaf.getsockname()[1]}/"
         transport = LeanTransport()
         async with httpx.AsyncClient(transport=transport) as c:
             with anyio.fail_after(10):
