@@ -126,6 +126,27 @@ async def test_parallel_calls_in_one_turn_run_at_once(url: str) -> None:
     assert elapsed < 2.0, f"four 0.6 s calls took {elapsed:.2f} s: they ran one by one"
 
 
+async def test_calls_after_parallel_ones_still_run_at_once(url: str) -> None:
+    # The connection keeps a worker per call it had at once and hands later calls to the
+    # idle ones: a turn with more calls than idle workers must not queue them.
+    async with mcp.connect(url) as box:
+        model, _ = scripted(
+            [call("sleep", seconds=0.6) for _ in range(2)],
+            [call("echo", text="one")],
+            [call("sleep", seconds=0.6) for _ in range(4)],
+            [call("echo", text="two")],
+        )
+        chain = model.chain("sleep", tools=[box])
+        await chain.text()
+    results = chain.tool_results
+    assert [r.content for r in results] == ["slept"] * 2 + ["one"] + ["slept"] * 4 + ["two"]
+    wider = results[3:7]
+    assert max(r.duration or 0.0 for r in wider) < 1.1, (
+        f"four 0.6 s calls took up to {max(r.duration or 0.0 for r in wider):.2f} s each: "
+        "some waited for a busy worker"
+    )
+
+
 async def test_callbacks_see_mcp_calls_as_tool_calls(url: str) -> None:
     seen: list[tuple[str, str, bool]] = []
 

@@ -26,6 +26,7 @@ import contextvars
 import logging
 import math
 import sys
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskStatus
 
+from .._execute import InContext
 from ..errors import AgentrtError, MCPConnectionError, MCPToolError, ToolTimeoutError, UsageError
 from ._targets import Target
 
@@ -81,6 +83,20 @@ class _Request:
             self.done.set()
 
 
+class _Worker:
+    """An idle call worker of the live connection, waiting for the call handed to it."""
+
+    __slots__ = ("arrived", "request")
+
+    def __init__(self) -> None:
+        self.arrived = anyio.Event()
+        self.request: _Request | None = None
+
+    def take(self, request: _Request) -> None:
+        self.request = request
+        self.arrived.set()
+
+
 class _Lost(Exception):
     """The connection went away while serving (internal)."""
 
@@ -119,6 +135,10 @@ class Connection:
         self.server_name: str | None = None
         self.reconnects = 0
         self._send, self._receive = anyio.create_memory_object_stream[_Request](math.inf)
+        # The calls of the live connection go straight to its idle workers (tasks of the
+        # owner's task group that stay to make the next call, cheaper than a task per
+        # call). With none idle, a call goes to the owner, which starts a worker for it.
+        self._idle: deque[_Worker] = deque()
         self._closed = False
         self._dead: str | None = None
         self._token: object = None
@@ -153,7 +173,10 @@ class Connection:
         if self._dead is not None:
             raise MCPConnectionError(self._dead, server=self.name)
         request = _Request(name, arguments, timeout)
-        self._send.send_nowait(request)
+        if self._idle:
+            self._idle.popleft().take(request)
+        else:
+            self._send.send_nowait(request)
         try:
             await request.done.wait()
         finally:
@@ -229,15 +252,11 @@ class Connection:
                     connected = True
                     deadline.deadline = math.inf
                     task_status.started()
+                    serving = tg.cancel_scope
                     if first is not None:
-                        first.context.run(
-                            tg.start_soon, self._call, client, first, tg.cancel_scope, lost
-                        )
-                    async for request in self._receive:
-                        # The new task copies the context current when it starts: the caller's.
-                        request.context.run(
-                            tg.start_soon, self._call, client, request, tg.cancel_scope, lost
-                        )
+                        tg.start_soon(self._worker, client, first, serving, lost)
+                    async for request in self._receive:  # no worker was idle for these
+                        tg.start_soon(self._worker, client, request, serving, lost)
                     tg.cancel_scope.cancel()
         except Exception as exc:
             known = _known(exc)
@@ -249,6 +268,8 @@ class Connection:
                 f"cannot connect to the MCP server {self._label()}: {_describe(exc)}",
                 server=self.name,
             ) from exc
+        finally:
+            self._idle.clear()  # its workers ended with it (calls handed over are re-sent)
         if not connected:
             raise MCPConnectionError(
                 f"the MCP server {self._label()} did not complete the "
@@ -256,6 +277,46 @@ class Connection:
                 server=self.name,
             )
         return lost[0] if lost else None
+
+    async def _worker(
+        self, client: Client, request: _Request, serving: anyio.CancelScope, lost: list[str]
+    ) -> None:
+        """Make ``request``'s call, then each call handed to this worker while it is idle.
+
+        Each call runs in its caller's context (what the caller's tracing made current is
+        what the SDK propagates to the server), one step at a time.
+        """
+        worker = _Worker()
+        while True:
+            await InContext(self._call(client, request, serving, lost), request.context)
+            worker.arrived = anyio.Event()
+            self._idle.append(worker)
+            try:
+                await worker.arrived.wait()
+            except BaseException:
+                # Ended with its connection: a call handed over meanwhile is not lost.
+                handed, worker.request = worker.request, None
+                if handed is None:
+                    if worker in self._idle:
+                        self._idle.remove(worker)
+                else:
+                    self._resend(handed)
+                raise
+            handed, worker.request = worker.request, None
+            assert handed is not None  # set by take() before it set the event
+            request = handed
+
+    def _resend(self, request: _Request) -> None:
+        """Queue a call for the owner again: the next connection serves it, or it fails."""
+        try:
+            self._send.send_nowait(request)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            request.fail(
+                MCPConnectionError(
+                    f"the MCP connection to {self.name!r} was closed before the call finished",
+                    server=self.name,
+                )
+            )
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[Client]:
