@@ -4,8 +4,9 @@
 and over streamable HTTP against ``tools/mcp_servers/demo.py``:
 
 - ``sdk``: ``mcp.Client.call_tool("echo")`` ``--calls`` times (``--batch`` at once);
-- ``toolbox``: the same calls through an ``MCPToolbox`` tool (agentrt's owner task, the
-  result conversion), without a chain;
+- ``toolbox``: the same calls through an ``MCPToolbox`` tool (the hand-over to the
+  connection's call worker in the owner's task group, the result conversion), without a
+  chain;
 - ``chain``: one chain on ``FunctionModel`` whose turns make those calls, ``--batch`` per
   turn (the whole path: model turn, tool runner, callbacks, MCP).
 
