@@ -233,7 +233,7 @@ class ToolRunner:
         owner: Any,
     ) -> None:
         # Each call in its own context: what its hooks set stays with it.
-        results[index], failure = await InContext(self._run_one(calls[index], hooks, owner))
+        results[index], failure = await _InContext(self._run_one(calls[index], hooks, owner))
         if failure is not None:
             self._fail(failure)
 
@@ -487,8 +487,8 @@ class _Pending:
         self.awaitable = awaitable
 
 
-class InContext(Generic[T]):
-    """Await a coroutine with every step of it run in ``context`` (a copy of the current one).
+class _InContext(Generic[T]):
+    """Await a coroutine with every step of it run in a copy of the current context.
 
     A coroutine awaited directly shares its task's context; this gives one tool call a
     context of its own (``asyncio.Task(context=...)`` does the same but exists on asyncio
@@ -497,11 +497,9 @@ class InContext(Generic[T]):
 
     __slots__ = ("_context", "_coro")
 
-    def __init__(
-        self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None
-    ) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
         self._coro = coro
-        self._context = context if context is not None else contextvars.copy_context()
+        self._context = contextvars.copy_context()
 
     def __await__(self) -> Generator[Any, Any, T]:
         coro, run = self._coro, self._context.run

@@ -3,15 +3,19 @@
 Why: an MCP session is a stack of task groups and cancel scopes (transport, dispatcher,
 subprocess pipes). Entered in one task and left in another, it fails with "attempted to
 exit cancel scope in a different task"; cancelled half-way, it leaks the stdio child. So
-one *owner* task opens the ``mcp.Client``, serves every call and closes it again, and a
-tool call is a request handed to the owner.
+one *owner* task opens the ``mcp.Client``, keeps it and closes it again. While it is up, a
+tool call is one request of the SDK's client made in the caller's own task (the client takes
+requests from any task, each under a cancel scope of its own); a call made while the owner
+reconnects is queued for it and made in a task of the owner's.
 
 Guarantees:
 - the connection is opened and closed in the owner task, which runs in a task group
   agentrt opened in :func:`agentrt.mcp.connect` (asyncio and trio alike);
-- a caller that is cancelled (a cancelled chain, a tool timeout) only abandons its request:
-  the owner cancels that request's own scope, the SDK sends ``notifications/cancelled`` to
-  the server, and the connection stays usable;
+- a caller that is cancelled (a cancelled chain, a tool timeout) only ends its own request:
+  the SDK sends ``notifications/cancelled`` to the server, and the connection stays usable;
+- before the connection closes (a close, a lost connection), the owner cancels the calls
+  still running in their callers' tasks and waits for them: each ends with an error saying
+  so while the connection is still there, none is left waiting;
 - the tool list is fetched once per connection and again only when the server announces a
   change (``subscriptions/listen`` on 2026-07-28 servers, ``notifications/tools/list_changed``
   on legacy ones); :attr:`Connection.version` counts the changes;
@@ -26,7 +30,6 @@ import contextvars
 import logging
 import math
 import sys
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,7 +39,6 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskStatus
 
-from .._execute import InContext
 from ..errors import AgentrtError, MCPConnectionError, MCPToolError, ToolTimeoutError, UsageError
 from ._targets import Target
 
@@ -83,20 +85,6 @@ class _Request:
             self.done.set()
 
 
-class _Worker:
-    """An idle call worker of the live connection, waiting for the call handed to it."""
-
-    __slots__ = ("arrived", "request")
-
-    def __init__(self) -> None:
-        self.arrived = anyio.Event()
-        self.request: _Request | None = None
-
-    def take(self, request: _Request) -> None:
-        self.request = request
-        self.arrived.set()
-
-
 class _Lost(Exception):
     """The connection went away while serving (internal)."""
 
@@ -135,10 +123,12 @@ class Connection:
         self.server_name: str | None = None
         self.reconnects = 0
         self._send, self._receive = anyio.create_memory_object_stream[_Request](math.inf)
-        # The calls of the live connection go straight to its idle workers (tasks of the
-        # owner's task group that stay to make the next call, cheaper than a task per
-        # call). With none idle, a call goes to the owner, which starts a worker for it.
-        self._idle: deque[_Worker] = deque()
+        # While a connection is up, a call is made in its caller's task (the SDK's client
+        # takes requests from any task); the owner cancels those in flight, and waits for
+        # them, before it closes the connection. Between connections calls queue for it.
+        self._live: tuple[Client, anyio.CancelScope, list[str]] | None = None
+        self._inflight: set[_Request] = set()
+        self._drained: anyio.Event | None = None
         self._closed = False
         self._dead: str | None = None
         self._token: object = None
@@ -173,15 +163,24 @@ class Connection:
         if self._dead is not None:
             raise MCPConnectionError(self._dead, server=self.name)
         request = _Request(name, arguments, timeout)
-        if self._idle:
-            self._idle.popleft().take(request)
+        live = self._live
+        if live is not None:
+            client, serving, lost = live
+            inflight = self._inflight
+            inflight.add(request)
+            try:
+                await self._make_call(client, request, serving, lost, True)
+            finally:
+                inflight.discard(request)
+                if not inflight and self._drained is not None:
+                    self._drained.set()
         else:
             self._send.send_nowait(request)
-        try:
-            await request.done.wait()
-        finally:
-            if not request.done.is_set():
-                request.abandon()
+            try:
+                await request.done.wait()
+            finally:
+                if not request.done.is_set():
+                    request.abandon()
         if request.error is not None:
             raise request.error
         assert request.result is not None
@@ -251,12 +250,16 @@ class Connection:
                     await self._list(client)
                     connected = True
                     deadline.deadline = math.inf
-                    task_status.started()
                     serving = tg.cancel_scope
+                    await tg.start(self._guard, client, serving, lost)
+                    task_status.started()
                     if first is not None:
-                        tg.start_soon(self._worker, client, first, serving, lost)
-                    async for request in self._receive:  # no worker was idle for these
-                        tg.start_soon(self._worker, client, request, serving, lost)
+                        first.context.run(tg.start_soon, self._call, client, first, serving, lost)
+                    async for request in self._receive:  # calls queued between connections
+                        # The new task copies the context current when it starts: the caller's.
+                        request.context.run(
+                            tg.start_soon, self._call, client, request, serving, lost
+                        )
                     tg.cancel_scope.cancel()
         except Exception as exc:
             known = _known(exc)
@@ -268,8 +271,6 @@ class Connection:
                 f"cannot connect to the MCP server {self._label()}: {_describe(exc)}",
                 server=self.name,
             ) from exc
-        finally:
-            self._idle.clear()  # its workers ended with it (calls handed over are re-sent)
         if not connected:
             raise MCPConnectionError(
                 f"the MCP server {self._label()} did not complete the "
@@ -278,45 +279,34 @@ class Connection:
             )
         return lost[0] if lost else None
 
-    async def _worker(
-        self, client: Client, request: _Request, serving: anyio.CancelScope, lost: list[str]
+    async def _guard(
+        self,
+        client: Client,
+        serving: anyio.CancelScope,
+        lost: list[str],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Make ``request``'s call, then each call handed to this worker while it is idle.
+        """Open the connection to direct calls while it serves; end them before it closes.
 
-        Each call runs in its caller's context (what the caller's tracing made current is
-        what the SDK propagates to the server), one step at a time.
+        Cancelled with the serving task group (a close, a lost connection): the calls still
+        running in their callers' tasks are cancelled and waited for, so that each ends
+        with its error while the connection is still there.
         """
-        worker = _Worker()
-        while True:
-            await InContext(self._call(client, request, serving, lost), request.context)
-            worker.arrived = anyio.Event()
-            self._idle.append(worker)
-            try:
-                await worker.arrived.wait()
-            except BaseException:
-                # Ended with its connection: a call handed over meanwhile is not lost.
-                handed, worker.request = worker.request, None
-                if handed is None:
-                    if worker in self._idle:
-                        self._idle.remove(worker)
-                else:
-                    self._resend(handed)
-                raise
-            handed, worker.request = worker.request, None
-            assert handed is not None  # set by take() before it set the event
-            request = handed
-
-    def _resend(self, request: _Request) -> None:
-        """Queue a call for the owner again: the next connection serves it, or it fails."""
+        self._live = (client, serving, lost)
         try:
-            self._send.send_nowait(request)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            request.fail(
-                MCPConnectionError(
-                    f"the MCP connection to {self.name!r} was closed before the call finished",
-                    server=self.name,
-                )
-            )
+            task_status.started()
+            await anyio.sleep_forever()
+        finally:
+            self._live = None
+            with anyio.CancelScope(shield=True):
+                while self._inflight:
+                    self._drained = anyio.Event()
+                    for request in self._inflight:
+                        if request.scope is not None:
+                            request.scope.cancel()
+                    await self._drained.wait()
+                self._drained = None
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[Client]:
@@ -396,12 +386,20 @@ class Connection:
         return not (self.deny is not None and name in self.deny)
 
     async def _call(
+        self, client: Client, request: _Request, serving: anyio.CancelScope, lost: list[str]
+    ) -> None:
+        """Make a queued call in a task of the owner's."""
+        await self._make_call(client, request, serving, lost, False)
+
+    async def _make_call(
         self,
         client: Client,
         request: _Request,
         serving: anyio.CancelScope,
         lost: list[str],
+        direct: bool,
     ) -> None:
+        """Make the call and set its result or error (``direct``: in the caller's task)."""
         from mcp import MCPError
         from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
@@ -439,6 +437,9 @@ class Connection:
                     )
         finally:
             unfinished = request.result is None and request.error is None
+            scope = request.scope
+            if direct and unfinished and not (scope is not None and scope.cancel_called):
+                request.abandoned = True  # its own caller was cancelled, not the connection
             if unfinished and not request.abandoned and not self._closed:
                 # Cancelled by the owner, not by its caller, without close(): the
                 # connection went down under the call.
@@ -455,6 +456,7 @@ class Connection:
     ) -> MCPToolError:
         if not lost:
             lost.append(f"the connection closed during a call to {request.name!r}")
+            self._live = None  # the next call queues for the reconnection at once
             serving.cancel()  # stop serving on a dead connection; run() reconnects
         what = (
             "exited or closed the connection"
