@@ -27,6 +27,7 @@ Guarantees:
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import math
 import sys
@@ -47,7 +48,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 
 if TYPE_CHECKING:
     import mcp_types
-    from mcp import Client
+    from mcp import Client, MCPError
 
 __all__ = ["Connection"]
 
@@ -63,7 +64,9 @@ class _Request:
     name: str
     arguments: dict[str, Any]
     timeout: float | None
-    done: anyio.Event = field(default_factory=anyio.Event)
+    #: Set once the call ended; made only for a call queued for the owner (a call made in
+    #: its caller's task has nobody to wake).
+    done: anyio.Event | None = None
     result: mcp_types.CallToolResult | None = None
     error: BaseException | None = None
     scope: anyio.CancelScope | None = None
@@ -80,9 +83,10 @@ class _Request:
             self.scope.cancel()
 
     def fail(self, error: BaseException) -> None:
-        if not self.done.is_set():
+        done = self.done
+        if done is not None and not done.is_set():
             self.error = error
-            self.done.set()
+            done.set()
 
 
 class _Lost(Exception):
@@ -175,11 +179,12 @@ class Connection:
                 if not inflight and self._drained is not None:
                     self._drained.set()
         else:
+            done = request.done = anyio.Event()
             self._send.send_nowait(request)
             try:
-                await request.done.wait()
+                await done.wait()
             finally:
-                if not request.done.is_set():
+                if not done.is_set():
                     request.abandon()
         if request.error is not None:
             raise request.error
@@ -400,9 +405,7 @@ class Connection:
         direct: bool,
     ) -> None:
         """Make the call and set its result or error (``direct``: in the caller's task)."""
-        from mcp import MCPError
-        from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
-
+        MCPError, CONNECTION_CLOSED, REQUEST_TIMEOUT = _sdk_errors()
         try:
             if request.abandoned:
                 return
@@ -449,7 +452,8 @@ class Connection:
                     f"the MCP connection to {self.name!r} was closed before the call finished",
                     server=self.name,
                 )
-            request.done.set()
+            if request.done is not None:
+                request.done.set()
 
     def _lost_error(
         self, request: _Request, lost: list[str], serving: anyio.CancelScope
@@ -521,6 +525,15 @@ class Connection:
         if isinstance(message, ToolListChangedNotification) and self._changed is not None:
             self._changed.set()
         await anyio.lowlevel.checkpoint()
+
+
+@functools.cache
+def _sdk_errors() -> tuple[type[MCPError], int, int]:
+    """The SDK's error class and the codes a call's errors are told apart by (imported once)."""
+    from mcp import MCPError as Error
+    from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
+    return Error, CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 
 def _import_sdk() -> None:
