@@ -146,7 +146,10 @@ class Connection:
         arguments: dict[str, Any],
         timeout: float | None,  # noqa: ASYNC109 (sent to the SDK, which cancels on the server)
     ) -> mcp_types.CallToolResult:
-        """Ask the owner to call tool ``name`` (its wire name) and wait for the result.
+        """Call tool ``name`` (its wire name) and return its result.
+
+        While the connection is up the call is made in this task; while the owner
+        reconnects it is queued for the owner.
 
         Raises:
             MCPToolError: a JSON-RPC error, or the connection was lost during the call.
