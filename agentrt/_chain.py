@@ -383,9 +383,12 @@ class AsyncChain(Lifecycle):
                     output=output,
                 )
                 self.responses.append(response)
-                async with aclosing(response._run(chunks=chunks)) as turn_run:
-                    async for chunk in turn_run:
-                        yield chunk
+                if chunks:
+                    async with aclosing(response._run()) as turn_run:
+                        async for chunk in turn_run:
+                            yield chunk
+                else:
+                    await response._run_quietly()
                 messages.append(response.message)
                 calls = response._tool_calls
                 if output is not None:

@@ -257,8 +257,9 @@ class ToolRunner:
         started = time.perf_counter()
         if hooks.on_tool_start:
             await hooks.emit("on_tool_start", owner, call)
+        tool = self.tools.get(call.name)
         try:
-            result, failure = await self._call(call, started)
+            result, failure = await self._call(tool, call, started)
         except BaseException:
             # Cancelled: the call's span (if a handler opened one in on_tool_start) still
             # ends, with the result history will hold.
@@ -266,7 +267,6 @@ class ToolRunner:
                 with anyio.CancelScope(shield=True):
                     await hooks.emit("on_tool_error", owner, call, _cancelled(call, started))
             raise
-        tool = self.tools.get(call.name)
         if self.after_call is not None and tool is not None:
             try:
                 await self.after_call(tool, call, result)
@@ -276,7 +276,8 @@ class ToolRunner:
             except Exception as exc:
                 exc.add_note(f"raised by after_call for the call of tool {call.name!r}")
                 failure = failure or exc
-        await self._end_hooks(hooks, owner, call, result)
+        if hooks.on_tool_error or hooks.on_tool_end:
+            await self._end_hooks(hooks, owner, call, result)
         return result, failure
 
     async def _end_hooks(
@@ -289,10 +290,9 @@ class ToolRunner:
             await hooks.emit("on_tool_end", owner, call, result)
 
     async def _call(
-        self, call: ToolCall, started: float
+        self, tool: Tool | None, call: ToolCall, started: float
     ) -> tuple[ToolResult, BaseException | None]:
         """Validate, ask ``before_call``, run the tool and encode its result."""
-        tool = self.tools.get(call.name)
         phase = "arguments"
         try:
             if tool is None:
@@ -302,7 +302,13 @@ class ToolRunner:
                 phase = "before_call"
                 await self.before_call(tool, call)
             phase = "tool"
-            value = await self._invoke(tool, kwargs)
+            fn, is_async = tool.implementation(prefer_sync=self.prefer_sync)
+            if is_async and tool.timeout is None:  # the common case, without a scope
+                value = await fn(**kwargs)
+                if type(value) not in _SETTLED and _unsettled(value):
+                    value = await _settle(value)
+            else:
+                value = await self._invoke(tool, fn, is_async, kwargs)
             phase = "encode"
             extra: dict[str, Any] = {}
             if isinstance(value, ToolOutput):
@@ -387,8 +393,9 @@ class ToolRunner:
             call=call,
         )
 
-    async def _invoke(self, tool: Tool, kwargs: dict[str, Any]) -> Any:
-        fn, is_async = tool.implementation(prefer_sync=self.prefer_sync)
+    async def _invoke(
+        self, tool: Tool, fn: Callable[..., Any], is_async: bool, kwargs: dict[str, Any]
+    ) -> Any:
         if is_async:
             running = fn(**kwargs)
         else:  # limiter None: anyio's per-loop default (40 threads)
@@ -433,6 +440,10 @@ class ToolRunner:
             f"{content[:limit]}\n[truncated by agentrt: the tool returned {len(content)} "
             f"characters, only the first {limit} are shown]"
         )
+
+
+#: Types whose values are never awaitable: a result of one of them is settled at once.
+_SETTLED = frozenset({str, int, float, bool, type(None), dict, list, tuple, ToolOutput})
 
 
 def _unsettled(value: Any) -> bool:

@@ -22,6 +22,7 @@ from .errors import UsageError
 
 __all__ = [
     "ArgumentsProblem",
+    "SchemaCheck",
     "check_against_schema",
     "parse_docstring",
     "signature_key",
@@ -259,6 +260,58 @@ def check_against_schema(schema: dict[str, Any], arguments: dict[str, Any]) -> d
     if problems:
         raise ArgumentsProblem("; ".join(problems))
     return dict(arguments)
+
+
+#: A key no arguments hold (a schema this check cannot read is always checked in full).
+_NEVER = object()
+
+
+class SchemaCheck:
+    """:func:`check_against_schema` for one schema, with what it reads worked out once.
+
+    A call whose arguments pass is checked without reading the schema again; one that
+    fails goes through :func:`check_against_schema`, which words the problems.
+    """
+
+    __slots__ = ("_closed", "_properties", "_required", "_types", "schema")
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+        properties = schema.get("properties") or {}
+        self._required = tuple(schema.get("required") or ())
+        self._closed = schema.get("additionalProperties") is False
+        self._properties = frozenset(properties)
+        types: dict[str, tuple[Callable[[Any], bool], ...]] = {}
+        for key, prop in properties.items():
+            declared = prop.get("type") if isinstance(prop, dict) else None
+            names = [declared] if isinstance(declared, str) else declared
+            if isinstance(names, list):
+                if not all(isinstance(name, str) for name in names):
+                    self._closed, self._required = True, (_NEVER,)  # always the slow path
+                elif all(name in _JSON_TYPES for name in names):
+                    types[key] = tuple(_JSON_TYPES[name] for name in names)
+                # else a type this check does not know: it accepts anything
+        self._types = types
+
+    def __call__(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Return a copy of ``arguments`` if they pass, else raise ``ArgumentsProblem``."""
+        if self._passes(arguments):
+            return dict(arguments)
+        return check_against_schema(self.schema, arguments)
+
+    def _passes(self, arguments: dict[str, Any]) -> bool:
+        for key in self._required:
+            if key not in arguments:
+                return False
+        types, known = self._types, self._properties
+        for key, value in arguments.items():
+            checks = types.get(key)
+            if checks is None:
+                if self._closed and key not in known:
+                    return False
+            elif not any(check(value) for check in checks):
+                return False
+        return True
 
 
 def signature_key(fn: Callable[..., Any]) -> list[tuple[str, Any, Any, Any]]:

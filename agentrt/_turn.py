@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from .messages import (
@@ -37,6 +38,14 @@ def parse_arguments(raw: str) -> dict[str, Any] | None:
     """
     if not raw or raw.isspace():
         return {}
+    if raw[0] == "{" and raw[-1] == "}":  # the usual case: one object, no whitespace around
+        try:
+            value, end = _scan_once(raw, 0)
+        except (StopIteration, ValueError):
+            pass  # decoded again below, which says what is wrong
+        else:
+            if end == len(raw) and type(value) is dict:
+                return value
     try:
         value = _arguments_decoder.decode(raw)
     except ValueError:
@@ -57,6 +66,8 @@ def _no_constant(name: str) -> Any:
 
 # Made once: json.loads with these options would build a decoder on every call.
 _arguments_decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+# The decoder's scanner (made by JSONDecoder.__init__; typeshed does not declare it).
+_scan_once: Callable[[str, int], tuple[Any, int]] = _arguments_decoder.scan_once  # type: ignore[attr-defined]
 
 
 class ToolCallAssembler:

@@ -100,7 +100,11 @@ class FunctionProvider(Provider):
     async def turn(self, request: TurnRequest, *, stream: bool) -> AsyncIterator[StreamEvent]:
         """Ask the function for the turn and stream it word by word."""
         result = self.fn(list(request.messages), list(request.tools))
-        if inspect.isawaitable(result):
+        if (
+            type(result) is not ModelTurn
+            and type(result) is not str
+            and inspect.isawaitable(result)
+        ):
             result = await result
         spec = ModelTurn(text=result) if isinstance(result, str) else result
         if not isinstance(spec, ModelTurn):

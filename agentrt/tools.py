@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from ._tool_schema import (
     ArgumentsProblem,
-    check_against_schema,
+    SchemaCheck,
     parse_docstring,
     signature_key,
     signature_model,
@@ -187,7 +187,7 @@ class Tool:
         self.description, self.parameters = description, schema
         self.is_async = is_async_callable(fn)
         self.arguments_model, self._field_names, self._bound = None, (), None
-        self._check = functools.partial(check_against_schema, schema)
+        self._check = SchemaCheck(schema)
         self.spec = ToolSpec(name, description, schema)
         self.__dict__.update(__name__=name, __qualname__=name, __doc__=description)
         return self

@@ -4,8 +4,8 @@
 and over streamable HTTP against ``tools/mcp_servers/demo.py``:
 
 - ``sdk``: ``mcp.Client.call_tool("echo")`` ``--calls`` times (``--batch`` at once);
-- ``toolbox``: the same calls through an ``MCPToolbox`` tool (agentrt's owner task, the
-  result conversion), without a chain;
+- ``toolbox``: the same calls through an ``MCPToolbox`` tool (the connection's checks and
+  the call's own cancel scope, the result conversion), without a chain;
 - ``chain``: one chain on ``FunctionModel`` whose turns make those calls, ``--batch`` per
   turn (the whole path: model turn, tool runner, callbacks, MCP).
 
@@ -13,6 +13,11 @@ It reports calls per second and this process's CPU time per call (the servers ru
 own processes, so their CPU is not counted), and agentrt's overhead: the CPU agentrt adds
 per call beyond the SDK's own, as a share of the SDK's. ``chain`` also pays for the model
 turns of ``FunctionModel``; ``toolbox`` isolates the MCP layer.
+
+CPU per call on a shared machine depends on how cold the process is when an answer wakes
+it: the same Python work costs several times its in-process (``benchmarks.micro``) figure
+after a wait, more after HTTP's longer waits than after stdio's. Compare ways of one run,
+not runs of different days.
 """
 
 from __future__ import annotations

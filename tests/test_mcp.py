@@ -126,6 +126,27 @@ async def test_parallel_calls_in_one_turn_run_at_once(url: str) -> None:
     assert elapsed < 2.0, f"four 0.6 s calls took {elapsed:.2f} s: they ran one by one"
 
 
+async def test_calls_after_parallel_ones_still_run_at_once(url: str) -> None:
+    # Calls run in their callers' tasks, as many at once as the turn has, however many
+    # came before.
+    async with mcp.connect(url) as box:
+        model, _ = scripted(
+            [call("sleep", seconds=0.6) for _ in range(2)],
+            [call("echo", text="one")],
+            [call("sleep", seconds=0.6) for _ in range(4)],
+            [call("echo", text="two")],
+        )
+        chain = model.chain("sleep", tools=[box])
+        await chain.text()
+    results = chain.tool_results
+    assert [r.content for r in results] == ["slept"] * 2 + ["one"] + ["slept"] * 4 + ["two"]
+    wider = results[3:7]
+    assert max(r.duration or 0.0 for r in wider) < 1.1, (
+        f"four 0.6 s calls took up to {max(r.duration or 0.0 for r in wider):.2f} s each: "
+        "some waited for a busy worker"
+    )
+
+
 async def test_callbacks_see_mcp_calls_as_tool_calls(url: str) -> None:
     seen: list[tuple[str, str, bool]] = []
 
@@ -286,6 +307,30 @@ async def test_cancelling_a_chain_mid_call_leaves_the_connection_usable(url: str
         assert chain.status == "cancelled"
         await eventually(lambda: _cancelled_on_server(box, tag))
         assert (await box["echo"].fn(text="ok")).content == "ok"
+
+
+async def test_closing_the_toolbox_ends_the_calls_in_flight_with_an_error(url: str) -> None:
+    # Calls run in their callers' tasks: closing must still end each of them, promptly, with
+    # an error saying the connection closed (not leave them waiting, not a crash report).
+    errors: list[BaseException] = []
+
+    async def slow(box: mcp.MCPToolbox, tag: str) -> None:
+        try:
+            await box["sleep"].fn(seconds=30, tag=tag)
+        except MCPConnectionError as exc:
+            errors.append(exc)
+
+    tags = [uuid.uuid4().hex for _ in range(2)]
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        async with mcp.connect(url) as box:
+            for tag in tags:
+                tg.start_soon(slow, box, tag)
+            for tag in tags:
+                await eventually(lambda tag=tag: _sleeping(box, tag))  # type: ignore[misc]
+    assert len(errors) == 2, errors
+    assert all("closed before the call finished" in str(e) for e in errors)
+    assert time.perf_counter() - started < 10, "close waited for the 30 s calls"
 
 
 # --- processes -------------------------------------------------------------------------------

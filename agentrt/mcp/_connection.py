@@ -3,15 +3,19 @@
 Why: an MCP session is a stack of task groups and cancel scopes (transport, dispatcher,
 subprocess pipes). Entered in one task and left in another, it fails with "attempted to
 exit cancel scope in a different task"; cancelled half-way, it leaks the stdio child. So
-one *owner* task opens the ``mcp.Client``, serves every call and closes it again, and a
-tool call is a request handed to the owner.
+one *owner* task opens the ``mcp.Client``, keeps it and closes it again. While it is up, a
+tool call is one request of the SDK's client made in the caller's own task (the client takes
+requests from any task, each under a cancel scope of its own); a call made while the owner
+reconnects is queued for it and made in a task of the owner's.
 
 Guarantees:
 - the connection is opened and closed in the owner task, which runs in a task group
   agentrt opened in :func:`agentrt.mcp.connect` (asyncio and trio alike);
-- a caller that is cancelled (a cancelled chain, a tool timeout) only abandons its request:
-  the owner cancels that request's own scope, the SDK sends ``notifications/cancelled`` to
-  the server, and the connection stays usable;
+- a caller that is cancelled (a cancelled chain, a tool timeout) only ends its own request:
+  the SDK sends ``notifications/cancelled`` to the server, and the connection stays usable;
+- before the connection closes (a close, a lost connection), the owner cancels the calls
+  still running in their callers' tasks and waits for them: each ends with an error saying
+  so while the connection is still there, none is left waiting;
 - the tool list is fetched once per connection and again only when the server announces a
   change (``subscriptions/listen`` on 2026-07-28 servers, ``notifications/tools/list_changed``
   on legacy ones); :attr:`Connection.version` counts the changes;
@@ -23,6 +27,7 @@ Guarantees:
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import math
 import sys
@@ -43,7 +48,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 
 if TYPE_CHECKING:
     import mcp_types
-    from mcp import Client
+    from mcp import Client, MCPError
 
 __all__ = ["Connection"]
 
@@ -59,7 +64,9 @@ class _Request:
     name: str
     arguments: dict[str, Any]
     timeout: float | None
-    done: anyio.Event = field(default_factory=anyio.Event)
+    #: Set once the call ended; made only for a call queued for the owner (a call made in
+    #: its caller's task has nobody to wake).
+    done: anyio.Event | None = None
     result: mcp_types.CallToolResult | None = None
     error: BaseException | None = None
     scope: anyio.CancelScope | None = None
@@ -76,9 +83,10 @@ class _Request:
             self.scope.cancel()
 
     def fail(self, error: BaseException) -> None:
-        if not self.done.is_set():
+        done = self.done
+        if done is not None and not done.is_set():
             self.error = error
-            self.done.set()
+            done.set()
 
 
 class _Lost(Exception):
@@ -119,6 +127,12 @@ class Connection:
         self.server_name: str | None = None
         self.reconnects = 0
         self._send, self._receive = anyio.create_memory_object_stream[_Request](math.inf)
+        # While a connection is up, a call is made in its caller's task (the SDK's client
+        # takes requests from any task); the owner cancels those in flight, and waits for
+        # them, before it closes the connection. Between connections calls queue for it.
+        self._live: tuple[Client, anyio.CancelScope, list[str]] | None = None
+        self._inflight: set[_Request] = set()
+        self._drained: anyio.Event | None = None
         self._closed = False
         self._dead: str | None = None
         self._token: object = None
@@ -132,7 +146,10 @@ class Connection:
         arguments: dict[str, Any],
         timeout: float | None,  # noqa: ASYNC109 (sent to the SDK, which cancels on the server)
     ) -> mcp_types.CallToolResult:
-        """Ask the owner to call tool ``name`` (its wire name) and wait for the result.
+        """Call tool ``name`` (its wire name) and return its result.
+
+        While the connection is up the call is made in this task; while the owner
+        reconnects it is queued for the owner.
 
         Raises:
             MCPToolError: a JSON-RPC error, or the connection was lost during the call.
@@ -153,12 +170,25 @@ class Connection:
         if self._dead is not None:
             raise MCPConnectionError(self._dead, server=self.name)
         request = _Request(name, arguments, timeout)
-        self._send.send_nowait(request)
-        try:
-            await request.done.wait()
-        finally:
-            if not request.done.is_set():
-                request.abandon()
+        live = self._live
+        if live is not None:
+            client, serving, lost = live
+            inflight = self._inflight
+            inflight.add(request)
+            try:
+                await self._make_call(client, request, serving, lost, True)
+            finally:
+                inflight.discard(request)
+                if not inflight and self._drained is not None:
+                    self._drained.set()
+        else:
+            done = request.done = anyio.Event()
+            self._send.send_nowait(request)
+            try:
+                await done.wait()
+            finally:
+                if not done.is_set():
+                    request.abandon()
         if request.error is not None:
             raise request.error
         assert request.result is not None
@@ -228,15 +258,15 @@ class Connection:
                     await self._list(client)
                     connected = True
                     deadline.deadline = math.inf
+                    serving = tg.cancel_scope
+                    await tg.start(self._guard, client, serving, lost)
                     task_status.started()
                     if first is not None:
-                        first.context.run(
-                            tg.start_soon, self._call, client, first, tg.cancel_scope, lost
-                        )
-                    async for request in self._receive:
+                        first.context.run(tg.start_soon, self._call, client, first, serving, lost)
+                    async for request in self._receive:  # calls queued between connections
                         # The new task copies the context current when it starts: the caller's.
                         request.context.run(
-                            tg.start_soon, self._call, client, request, tg.cancel_scope, lost
+                            tg.start_soon, self._call, client, request, serving, lost
                         )
                     tg.cancel_scope.cancel()
         except Exception as exc:
@@ -256,6 +286,35 @@ class Connection:
                 server=self.name,
             )
         return lost[0] if lost else None
+
+    async def _guard(
+        self,
+        client: Client,
+        serving: anyio.CancelScope,
+        lost: list[str],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Open the connection to direct calls while it serves; end them before it closes.
+
+        Cancelled with the serving task group (a close, a lost connection): the calls still
+        running in their callers' tasks are cancelled and waited for, so that each ends
+        with its error while the connection is still there.
+        """
+        self._live = (client, serving, lost)
+        try:
+            task_status.started()
+            await anyio.sleep_forever()
+        finally:
+            self._live = None
+            with anyio.CancelScope(shield=True):
+                while self._inflight:
+                    self._drained = anyio.Event()
+                    for request in self._inflight:
+                        if request.scope is not None:
+                            request.scope.cancel()
+                    await self._drained.wait()
+                self._drained = None
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[Client]:
@@ -335,15 +394,21 @@ class Connection:
         return not (self.deny is not None and name in self.deny)
 
     async def _call(
+        self, client: Client, request: _Request, serving: anyio.CancelScope, lost: list[str]
+    ) -> None:
+        """Make a queued call in a task of the owner's."""
+        await self._make_call(client, request, serving, lost, False)
+
+    async def _make_call(
         self,
         client: Client,
         request: _Request,
         serving: anyio.CancelScope,
         lost: list[str],
+        direct: bool,
     ) -> None:
-        from mcp import MCPError
-        from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
-
+        """Make the call and set its result or error (``direct``: in the caller's task)."""
+        MCPError, CONNECTION_CLOSED, REQUEST_TIMEOUT = _sdk_errors()
         try:
             if request.abandoned:
                 return
@@ -378,6 +443,9 @@ class Connection:
                     )
         finally:
             unfinished = request.result is None and request.error is None
+            scope = request.scope
+            if direct and unfinished and not (scope is not None and scope.cancel_called):
+                request.abandoned = True  # its own caller was cancelled, not the connection
             if unfinished and not request.abandoned and not self._closed:
                 # Cancelled by the owner, not by its caller, without close(): the
                 # connection went down under the call.
@@ -387,13 +455,15 @@ class Connection:
                     f"the MCP connection to {self.name!r} was closed before the call finished",
                     server=self.name,
                 )
-            request.done.set()
+            if request.done is not None:
+                request.done.set()
 
     def _lost_error(
         self, request: _Request, lost: list[str], serving: anyio.CancelScope
     ) -> MCPToolError:
         if not lost:
             lost.append(f"the connection closed during a call to {request.name!r}")
+            self._live = None  # the next call queues for the reconnection at once
             serving.cancel()  # stop serving on a dead connection; run() reconnects
         what = (
             "exited or closed the connection"
@@ -458,6 +528,15 @@ class Connection:
         if isinstance(message, ToolListChangedNotification) and self._changed is not None:
             self._changed.set()
         await anyio.lowlevel.checkpoint()
+
+
+@functools.cache
+def _sdk_errors() -> tuple[type[MCPError], int, int]:
+    """The SDK's error class and the codes a call's errors are told apart by (imported once)."""
+    from mcp import MCPError as Error
+    from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
+    return Error, CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 
 def _import_sdk() -> None:
