@@ -206,7 +206,16 @@ class BodyDecoder:
                     if size - pos > _MAX_CHUNK_LINE:
                         raise ProtocolError("a chunk size line of the response body is too long")
                     break
-                chunk_size = _chunk_size(bytes(buffer[pos:eol]))
+                line = bytes(buffer[pos:eol])
+                # A plain hex size (the usual line) is read at once; anything else, with
+                # extensions or malformed, goes through the full check.
+                if 0 < len(line) <= 20 and line.isalnum() and b"x" not in line and b"X" not in line:
+                    try:
+                        chunk_size = int(line, 16)
+                    except ValueError:
+                        chunk_size = _chunk_size(line)
+                else:
+                    chunk_size = _chunk_size(line)
                 if chunk_size == 0:
                     end = _trailer_end(buffer, eol + 2)
                     if end < 0:

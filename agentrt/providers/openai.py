@@ -272,9 +272,18 @@ class OpenAIDecoder:
             if choice.get("index", 0) != 0:
                 continue  # only one choice is requested; ignore any others
             delta = choice.get("delta") or _EMPTY
-            refusal = _string(delta.get("refusal"))
-            text = _content(delta.get("content"), self.kept) or refusal
-            _keep_reasoning(delta, self.kept)
+            # The usual delta is plain text or nothing: no call for those fields.
+            content = delta.get("content")
+            if content is None or type(content) is str:
+                text = content or ""
+            else:
+                text = _content(content, self.kept)
+            refusal = delta.get("refusal")
+            if refusal is not None:
+                refusal = _string(refusal)
+                text = text or refusal
+            if delta.get("reasoning_content") is not None:
+                _keep_reasoning(delta, self.kept)
             if text:
                 events.append(TextDelta(text))
             if refusal:
