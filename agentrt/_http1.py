@@ -126,6 +126,8 @@ def _bad_line(fields: bytes) -> None:
 
 
 def _content_length(value: bytes, before: int | None) -> int:
+    if value.isdigit() and len(value) <= 18 and before is None:  # the usual header
+        return int(value)
     lengths = {part.strip(b" \t") for part in value.split(b",")}
     if len(lengths) != 1:
         raise ProtocolError(f"conflicting Content-Length values {value[:100]!r}")

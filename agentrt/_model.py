@@ -139,6 +139,9 @@ class AsyncModel:
         extra_headers: Any,
         **named: Any,
     ) -> dict[str, Any]:
+        if not generation and extra_body is None and extra_headers is None:
+            if all(value is None for value in named.values()):  # the usual call: none set
+                return dict(self.options)
         options = opt.generation_options(type(self.provider), where, generation, **named)
         return {
             **self.options,

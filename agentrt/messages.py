@@ -95,7 +95,7 @@ class Usage(BaseModel):
         """
         if total_tokens is None:
             total_tokens = input_tokens + output_tokens
-        reported = {k: v for k, v in details.items() if v is not None}
+        reported = {k: v for k, v in details.items() if v is not None} if details else details
         if type(input_tokens) is int and type(output_tokens) is int and type(total_tokens) is int:
             # Validating plain ints (which keeps them as they are) is cheaper than
             # model_construct; anything else a provider sent is kept unvalidated, as before.
