@@ -65,6 +65,8 @@ NAMED_GENERATION = ("temperature", "max_tokens", "top_p", "stop")
 
 
 def _handlers(callbacks: Any, where: str) -> tuple[CallbackHandler, ...]:
+    if callbacks == ():  # the default: no handler (and no ABC check, the costly part)
+        return ()
     if isinstance(callbacks, (str, bytes, CallbackHandler)) or not isinstance(callbacks, Iterable):
         raise UsageError(
             f"{where}: callbacks= takes a list of CallbackHandler instances, got {callbacks!r}"
@@ -80,6 +82,8 @@ def _handlers(callbacks: Any, where: str) -> tuple[CallbackHandler, ...]:
 
 
 def _tools_list(tools: Any, where: str) -> Iterable[Any]:
+    if type(tools) is list or type(tools) is tuple:  # the usual forms, without the ABC check
+        return tools
     if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
         raise UsageError(f"{where}: tools= takes a list of tools, got {tools!r}")
     return tools
@@ -140,7 +144,10 @@ class AsyncModel:
         **named: Any,
     ) -> dict[str, Any]:
         if not generation and extra_body is None and extra_headers is None:
-            if all(value is None for value in named.values()):  # the usual call: none set
+            for value in named.values():
+                if value is not None:
+                    break
+            else:  # the usual call: no option set here
                 return dict(self.options)
         options = opt.generation_options(type(self.provider), where, generation, **named)
         return {

@@ -383,6 +383,9 @@ def plan_output(
     Raises:
         UsageError: any of them is wrong; the message starts with ``where``.
     """
+    if output_type is None and tool_choice is None and parallel_tool_calls is None:
+        if output_mode == "auto":  # the usual call: nothing to check
+            return None
     try:
         tool_choice_body(provider if provider in _WIRE else "openai", None, parallel_tool_calls)
         if output_type is None:
