@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http
 import json
+from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -290,3 +291,47 @@ class JSONCache:
             self._entries.clear()
             self._size = len(text)
         self._entries[key] = text if entry is None else entry
+
+
+#: The key, in a chain's encoding cache, of its model's :class:`ToolEncodings`.
+TOOL_ENCODINGS = "agentrt tool encodings"
+
+
+class ToolEncodings:
+    """A model's encoded tool lists, shared by all its chains (least recently used out).
+
+    A chain's tool list is usually the one every chain of the model sends: encoding it
+    once per model instead of once per chain saves a ``json.dumps`` of every schema (and
+    the snapshot that detects a schema edited in place) per chain. Entries are keyed by
+    the tools' names, descriptions and the identity of their schema dicts, and hold those
+    dicts (so the identities stay theirs); no function or closure is kept, and at most
+    :attr:`size` lists.
+    """
+
+    __slots__ = ("_entries", "size")
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any:
+        """The entry for ``key``, or ``None``."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def __setitem__(self, key: Hashable, entry: Any) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def tool_store(cache: dict[Any, Any]) -> Any:
+    """Where a codec keeps tool-list encodings: the model's store, else the chain's cache."""
+    store = cache.get(TOOL_ENCODINGS)
+    return cache if store is None else store

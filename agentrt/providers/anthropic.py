@@ -58,7 +58,15 @@ from ..messages import (
     UsageEvent,
 )
 from ..output import merge_body, request_fragment
-from ._wire import Encoded, dumps, error_for_status, error_message, event_json, generation_items
+from ._wire import (
+    Encoded,
+    dumps,
+    error_for_status,
+    error_message,
+    event_json,
+    generation_items,
+    tool_store,
+)
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -192,12 +200,15 @@ def _tools(request: TurnRequest, cache: dict[Any, Any] | None) -> Any:
     ]
     if cache is None:
         return tools
-    # Encoded once per chain while the declarations are equal (a schema may be edited).
-    entry = cache.get("anthropic tools")
+    # Encoded once per model (the store its chains share) while the declarations are
+    # equal: a schema may be edited in place, so the entry holds a copy to compare with.
+    store = tool_store(cache)
+    key = ("anthropic tools", *[(t.name, t.description, id(t.parameters)) for t in request.tools])
+    entry = store.get(key)
     if entry is not None and entry[0] == tools:
         return entry[1]
     encoded = Encoded(dumps(tools))
-    cache["anthropic tools"] = (json.loads(encoded.text), encoded)
+    store[key] = (json.loads(encoded.text), encoded, [t.parameters for t in request.tools])
     return encoded
 
 

@@ -56,7 +56,15 @@ from ..messages import (
     UsageEvent,
 )
 from ..output import merge_body, request_fragment
-from ._wire import Encoded, dumps, error_for_status, error_message, event_json, generation_items
+from ._wire import (
+    Encoded,
+    dumps,
+    error_for_status,
+    error_message,
+    event_json,
+    generation_items,
+    tool_store,
+)
 
 __all__ = [
     "PROVIDER_DATA_KEY",
@@ -218,20 +226,29 @@ def build_request_body(request: TurnRequest, cache: dict[Any, Any] | None = None
     body: dict[str, Any] = {"contents": contents}
     if system_texts:
         body["systemInstruction"] = {"parts": [{"text": text} for text in system_texts]}
-    if request.tools:
+    specs = request.tools
+    if specs:
         declarations = [
             _function_declaration(spec.name, spec.description, spec.parameters)
             for spec in request.tools
         ]
         tools: Any = [{"functionDeclarations": declarations}]
         if cache is not None:
-            # Encoded once per chain while the declarations are equal.
-            entry = cache.get("gemini tools")
+            # Encoded once per model (the store its chains share) while the declarations
+            # are equal: the entry holds a copy to compare with, since a schema may be
+            # edited in place, and the schemas, so the ids in its key stay theirs.
+            store = tool_store(cache)
+            key = (
+                "gemini tools",
+                *[(t.name, t.description, id(t.parameters)) for t in request.tools],
+            )
+            entry = store.get(key)
             if entry is not None and entry[0] == tools:
                 tools = entry[1]
             else:
                 encoded = Encoded(dumps(tools))
-                cache["gemini tools"] = (tools, encoded)
+                schemas = [t.parameters for t in specs]
+                store[key] = (json.loads(encoded.text), encoded, schemas)
                 tools = encoded
         body["tools"] = tools
     config = _generation_config(request.options)

@@ -39,7 +39,15 @@ from .._sse import SSEEvent, SSEParser
 from .._transport import LeanTransport
 from ..errors import APIConnectionError, MissingAPIKeyError, ProviderError, ServerError, UsageError
 from ..messages import StreamEvent, TurnRequest
-from ._wire import UNREADABLE, Codec, encode_body, error_for_status, malformed
+from ._wire import (
+    TOOL_ENCODINGS,
+    UNREADABLE,
+    Codec,
+    ToolEncodings,
+    encode_body,
+    error_for_status,
+    malformed,
+)
 from .anthropic import AnthropicCodec
 from .base import Provider
 from .gemini import GeminiCodec
@@ -154,7 +162,9 @@ class HTTPProvider(Provider):
         self._routes: dict[tuple[str, tuple[tuple[str, str], ...], bool], Route] = {}
         #: Encodings of each chain's messages, by the chain's token (gone with the chain).
         self._caches: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
-        self._shared_cache: dict[Any, Any] = {}
+        #: Encodings of the tool lists, shared by every chain (bounded).
+        self._tool_encodings = ToolEncodings()
+        self._shared_cache: dict[Any, Any] = {TOOL_ENCODINGS: self._tool_encodings}
 
     @property
     def max_retries(self) -> int:
@@ -228,12 +238,16 @@ class HTTPProvider(Provider):
     def _cache(self, request: TurnRequest) -> dict[Any, Any]:
         token = request.token
         if token is None:
-            return self._shared_cache if len(self._shared_cache) < 4096 else {}
-        if isinstance(token, dict):  # an older chain passing its dict: the cache itself
+            if len(self._shared_cache) < 4096:
+                return self._shared_cache
+            return {TOOL_ENCODINGS: self._tool_encodings}
+        if isinstance(token, dict):  # a chain passing its dict: the cache itself
+            if TOOL_ENCODINGS not in token:
+                token[TOOL_ENCODINGS] = self._tool_encodings
             return token
         cache = self._caches.get(token)
         if cache is None:
-            cache = self._caches[token] = {}
+            cache = self._caches[token] = {TOOL_ENCODINGS: self._tool_encodings}
         return cache
 
     # --- requests -----------------------------------------------------------------------------

@@ -42,7 +42,15 @@ from ..messages import (
     UsageEvent,
 )
 from ..output import merge_body, native_json, request_fragment
-from ._wire import Encoded, dumps, error_for_status, error_message, event_json, generation_items
+from ._wire import (
+    Encoded,
+    dumps,
+    error_for_status,
+    error_message,
+    event_json,
+    generation_items,
+    tool_store,
+)
 
 __all__ = ["OpenAICodec", "OpenAIDecoder"]
 
@@ -382,13 +390,14 @@ def _tools_json(cache: dict[Any, Any], specs: list[ToolSpec]) -> str:
         *[(spec.name, spec.description, id(spec.parameters), spec.strict) for spec in specs],
     )
     schemas = [spec.parameters for spec in specs]
-    entry = cache.get(key)
+    store = tool_store(cache)  # the model's, shared by its chains
+    entry = store.get(key)
     if entry is not None and entry[1] == schemas:  # a schema may have been edited in place
         text: str = entry[0]
         return text
     text = dumps([_tool(spec) for spec in specs])
     # The entry keeps the schemas alive, so the ids in its key stay theirs.
-    cache[key] = (text, copy.deepcopy(schemas), schemas)
+    store[key] = (text, copy.deepcopy(schemas), schemas)
     return text
 
 

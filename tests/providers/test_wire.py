@@ -166,3 +166,72 @@ def test_encode_body_splices_encoded_values() -> None:
         encode_body(expected)
         == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
     )
+
+
+def _sent_schema(name: str, body: dict[str, Any]) -> Any:
+    """The first tool's parameter schema in a request body of provider ``name``."""
+    if name == "openai":
+        return body["tools"][0]["function"]["parameters"]
+    if name == "anthropic":
+        return body["tools"][0]["input_schema"]
+    return body["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"]
+
+
+def _sent_names(name: str, body: dict[str, Any]) -> list[str]:
+    if name == "openai":
+        return [t["function"]["name"] for t in body["tools"]]
+    if name == "anthropic":
+        return [t["name"] for t in body["tools"]]
+    return [d["name"] for d in body["tools"][0]["functionDeclarations"]]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["openai", "anthropic", "gemini"])
+async def test_the_chains_of_a_model_share_its_tool_encodings_and_see_edits(
+    fake_server: FakeServer, name: str
+) -> None:
+    import agentrt
+
+    @agentrt.tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @agentrt.tool
+    def mul(a: int, b: int) -> int:
+        """Multiply two integers."""
+        return a * b
+
+    model_id = {"openai": "openai:gpt-test", "anthropic": "anthropic:c", "gemini": "gemini:g"}
+    url = getattr(fake_server, f"{name}_base_url")
+    model = agentrt.get_async_model(model_id[name], api_key="sk-test", base_url=url)
+    store = model.provider._tool_encodings  # type: ignore[attr-defined]
+    async with model:
+        for _ in range(4):
+            fake_server.push(Turn(text="ok"))
+            assert await model.chain("hi", tools=[add]).text() == "ok"
+        assert len(store) == 1  # encoded once, for all four chains
+        assert (
+            "description"
+            not in _sent_schema(name, fake_server.requests[-1].json)["properties"]["a"]
+        )
+        # A schema edited in place between chains is sent as it is now.
+        add.spec.parameters["properties"]["a"]["description"] = "the first number"
+        fake_server.push(Turn(text="ok"))
+        await model.chain("hi", tools=[add]).text()
+        sent = _sent_schema(name, fake_server.requests[-1].json)
+        assert sent["properties"]["a"]["description"] == "the first number"
+        # Another chain's tools are its own.
+        fake_server.push(Turn(text="ok"))
+        await model.chain("hi", tools=[mul]).text()
+        assert _sent_names(name, fake_server.requests[-1].json) == ["mul"]
+        # Tools made per request: the store stays bounded.
+        for i in range(store.size + 10):
+
+            def each(x: int) -> int:
+                return x
+
+            each.__doc__ = f"Tool number {i}."
+            fake_server.push(Turn(text="ok"))
+            await model.chain("hi", tools=[agentrt.tool(each)]).text()
+        assert len(store) == store.size
