@@ -180,7 +180,22 @@ async def send_with_retries(
         )
         if on_retry is not None:
             on_retry(attempt, error, delay)
-        await anyio.sleep(delay)
+        await _sleep_at_least(delay)
+
+
+async def _sleep_at_least(delay: float) -> None:
+    """Sleep ``delay`` seconds, never less: a server's Retry-After is a minimum.
+
+    Some loops fire timers early (uvloop's clock has millisecond steps): what is left is
+    slept again.
+    """
+    deadline = time.monotonic() + delay
+    await anyio.sleep(delay)
+    for _ in range(3):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        await anyio.sleep(left + 0.001)
 
 
 def retry_after_from_headers(headers: Mapping[str, str], cap: float) -> float | None:
