@@ -81,27 +81,6 @@ def _handlers(callbacks: Any, where: str) -> tuple[CallbackHandler, ...]:
     return handlers
 
 
-def _tools_list(tools: Any, where: str) -> Iterable[Any]:
-    if type(tools) is list or type(tools) is tuple:  # the usual forms, without the ABC check
-        return tools
-    if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
-        raise UsageError(f"{where}: tools= takes a list of tools, got {tools!r}")
-    return tools
-
-
-def _extras(
-    defaults: dict[str, Any], extra_body: Any, extra_headers: Any, where: str
-) -> dict[str, Any]:
-    """Merge call-level ``extra_body``/``extra_headers`` over the model's."""
-    opt.check_mapping("extra_body", extra_body, where)
-    opt.check_mapping("extra_headers", extra_headers, where, str_values=True)
-    merged: dict[str, Any] = {}
-    for key, value in (("extra_body", extra_body), ("extra_headers", extra_headers)):
-        if value is not None:
-            merged[key] = {**defaults.get(key, {}), **value}
-    return merged
-
-
 class AsyncModel:
     """A model to prompt and to run chains with; create it with :func:`get_async_model`.
 
@@ -123,8 +102,8 @@ class AsyncModel:
         self.model_id = model_id or f"{provider.name}:{provider.model_name}"
         self.stream = stream
         self.callbacks = _handlers(callbacks, "AsyncModel()")
-        extras = _extras({}, options.pop("extra_body", None), options.pop("extra_headers", None),
-                         "AsyncModel()")  # fmt: skip
+        body, headers = options.pop("extra_body", None), options.pop("extra_headers", None)
+        extras = opt.merge_extras({}, body, headers, "AsyncModel()")
         #: Default generation options for every call (temperature, max_tokens, ...).
         self.options = {
             **opt.generation_options(type(provider), "get_async_model()", options),
@@ -153,7 +132,7 @@ class AsyncModel:
         return {
             **self.options,
             **options,
-            **_extras(self.options, extra_body, extra_headers, where),
+            **opt.merge_extras(self.options, extra_body, extra_headers, where),
         }
 
     def prompt(
@@ -224,7 +203,7 @@ class AsyncModel:
             top_p=top_p,
             stop=stop,
         )
-        found = self.collect_tools(_tools_list(tools, where))
+        found = self.collect_tools(opt.tools_list(tools, where))
         specs = [t.spec for t in found.values()]
         messages = [*(history or ()), *prompt_messages(prompt)]
         output = plan_output(
@@ -359,7 +338,7 @@ class AsyncModel:
             where, generation, s["extra_body"], s["extra_headers"], **named
         )
         messages = prompt_messages(prompt)
-        sources = tuple(_tools_list(s["tools"], where))
+        sources = tuple(opt.tools_list(s["tools"], where))
         found = self.collect_tools(sources)
         # The runner checks and normalises the hooks itself (a wrong one fails here).
         runner = ToolRunner(
@@ -587,7 +566,7 @@ def get_async_model(
     opt.check_bool("stream", stream, where)
     handlers = _handlers(callbacks, where)
     options = opt.generation_options(cls, where, generation, **named)
-    options.update(_extras({}, extra_body, extra_headers, where))
+    options.update(opt.merge_extras({}, extra_body, extra_headers, where))
     provider_options: dict[str, Any] = {
         "api_key": api_key,
         "base_url": base_url,

@@ -28,7 +28,9 @@ __all__ = [
     "check_optional_str",
     "check_timeout",
     "generation_options",
+    "merge_extras",
     "suggest",
+    "tools_list",
 ]
 
 #: Options every provider accepts (the offline and function models accept any option a
@@ -279,3 +281,25 @@ def check_timeout(value: Any, where: str) -> None:
         )
     if value <= 0:
         raise UsageError(f"{where}: timeout= must be positive, got {value!r}")
+
+
+def tools_list(tools: Any, where: str) -> Iterable[Any]:
+    """``tools=`` as given, once it is known to be a list of tools (not a string)."""
+    if type(tools) is list or type(tools) is tuple:  # the usual forms, without the ABC check
+        return tools
+    if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
+        raise UsageError(f"{where}: tools= takes a list of tools, got {tools!r}")
+    return tools
+
+
+def merge_extras(
+    defaults: dict[str, Any], extra_body: Any, extra_headers: Any, where: str
+) -> dict[str, Any]:
+    """Merge call-level ``extra_body``/``extra_headers`` over the model's."""
+    check_mapping("extra_body", extra_body, where)
+    check_mapping("extra_headers", extra_headers, where, str_values=True)
+    merged: dict[str, Any] = {}
+    for key, value in (("extra_body", extra_body), ("extra_headers", extra_headers)):
+        if value is not None:
+            merged[key] = {**defaults.get(key, {}), **value}
+    return merged
