@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any
 
 import anyio
 
 from .pool import Pool, current_pool
-from .version import PORTABLE
+from .version import PORTABLE, installed_version
 
 __all__ = ["FAST_TRIO_THREADS", "TESTED_TRIO", "run_in_trio_thread"]
 
@@ -38,16 +37,7 @@ __all__ = ["FAST_TRIO_THREADS", "TESTED_TRIO", "run_in_trio_thread"]
 TESTED_TRIO = ((0, 35), (0, 36))
 
 
-def _trio_version() -> tuple[int, int] | None:
-    try:
-        text = metadata.version("trio")
-    except metadata.PackageNotFoundError:
-        return None
-    parts = [int(p) if p.isdigit() else 0 for p in text.split(".")[:2]]
-    return (parts[0], parts[1] if len(parts) > 1 else 0)
-
-
-_TRIO_VERSION = _trio_version()
+_TRIO_VERSION = installed_version("trio")
 #: Whether :func:`run_in_trio_thread` is used on trio.
 FAST_TRIO_THREADS = (
     not PORTABLE and _TRIO_VERSION is not None and TESTED_TRIO[0] <= _TRIO_VERSION < TESTED_TRIO[1]

@@ -19,6 +19,7 @@ __all__ = [
     "PORTABLE",
     "TESTED_CONN_ANYIO",
     "TESTED_THREADS_ANYIO",
+    "installed_version",
 ]
 
 #: anyio versions (``[low, high)``) the asyncio protocol connection is tested with.
@@ -27,16 +28,17 @@ TESTED_CONN_ANYIO = ((4, 16), (5, 0))
 TESTED_THREADS_ANYIO = ((4, 16), (5, 0))
 
 
-def _version() -> tuple[int, int]:
+def installed_version(distribution: str) -> tuple[int, int] | None:
+    """``(major, minor)`` of an installed distribution, read without importing it."""
     try:
-        text = metadata.version("anyio")
-    except metadata.PackageNotFoundError:  # pragma: no cover - anyio without metadata
-        return (0, 0)
+        text = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
     parts = [int(p) if p.isdigit() else 0 for p in text.split(".")[:2]]
     return (parts[0], parts[1] if len(parts) > 1 else 0)
 
 
-ANYIO_VERSION = _version()
+ANYIO_VERSION = installed_version("anyio") or (0, 0)
 #: ``AGENTRT_PORTABLE=1`` (or true/yes): no fast path at all.
 PORTABLE = os.environ.get("AGENTRT_PORTABLE", "").strip().lower() not in ("", "0", "false", "no")
 FAST_CONN = not PORTABLE and TESTED_CONN_ANYIO[0] <= ANYIO_VERSION < TESTED_CONN_ANYIO[1]
