@@ -32,7 +32,7 @@ import contextlib
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import anyio
 import anyio.lowlevel
@@ -359,25 +359,22 @@ class _Body(httpx.AsyncByteStream):
                     await conn.checkpoint_if_cancelled()
                     yield data
         except BaseException as exc:
-            await self._discard()
-            mapped = self._mapped(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            await self._fail(exc)
         await self._finish()
 
-    def _mapped(self, exc: BaseException) -> BaseException:
-        """What a failure while reading the body is raised as (``exc`` itself if as is)."""
+    async def _fail(self, exc: BaseException) -> NoReturn:
+        """Drop the connection and raise what a failure while reading the body is."""
+        await self._discard()
         if isinstance(exc, TimeoutError):
-            return httpx.ReadTimeout("timed out reading the body", request=self._request)
+            raise httpx.ReadTimeout("timed out reading the body", request=self._request) from exc
         if isinstance(exc, ProtocolError):
-            return httpx.RemoteProtocolError(str(exc), request=self._request)
+            raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
         if isinstance(exc, _BROKEN) and not isinstance(exc, httpx.HTTPError):
-            return httpx.RemoteProtocolError(
+            raise httpx.RemoteProtocolError(
                 f"the connection broke while reading the body ({type(exc).__name__})",
                 request=self._request,
-            )
-        return exc
+            ) from exc
+        raise exc
 
     async def _pieces(self, conn: Conn) -> AsyncGenerator[bytes, None]:
         decoder = self._decoder
@@ -386,14 +383,18 @@ class _Body(httpx.AsyncByteStream):
             data = decoder.take(buffer)
             if data:
                 yield data
-            if decoder.done:
+            if decoder.done or not await self._more(conn):
                 return
-            try:
-                await conn.fill(self._timeout)
-            except anyio.EndOfStream:
-                decoder.end_of_stream()  # complete only when read to the end of the stream
-                self._keep_alive = False
-                return
+
+    async def _more(self, conn: Conn) -> bool:
+        """Wait for more of the body; ``False`` when the connection ended it."""
+        try:
+            await conn.fill(self._timeout)
+        except anyio.EndOfStream:
+            self._decoder.end_of_stream()  # complete only when read to the end of the stream
+            self._keep_alive = False
+            return False
+        return True
 
     async def _finish(self) -> None:
         conn, self._conn = self._conn, None
@@ -430,21 +431,11 @@ class _Body(httpx.AsyncByteStream):
                 data = decoder.take(buffer)
                 if data:
                     pieces.append(data)
-                if decoder.done:
-                    break
-                try:
-                    await conn.fill(self._timeout)
-                except anyio.EndOfStream:
-                    decoder.end_of_stream()  # complete only when read to the end of the stream
-                    self._keep_alive = False
+                if decoder.done or not await self._more(conn):
                     break
             await conn.checkpoint_if_cancelled()
         except BaseException as exc:
-            await self._discard()
-            mapped = self._mapped(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            await self._fail(exc)
         self.content = b"".join(pieces)
         await self._finish()
         return self.content
