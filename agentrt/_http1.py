@@ -208,16 +208,7 @@ class BodyDecoder:
                     if size - pos > _MAX_CHUNK_LINE:
                         raise ProtocolError("a chunk size line of the response body is too long")
                     break
-                line = bytes(buffer[pos:eol])
-                # A plain hex size (the usual line) is read at once; anything else, with
-                # extensions or malformed, goes through the full check.
-                if 0 < len(line) <= 20 and line.isalnum() and b"x" not in line and b"X" not in line:
-                    try:
-                        chunk_size = int(line, 16)
-                    except ValueError:
-                        chunk_size = _chunk_size(line)
-                else:
-                    chunk_size = _chunk_size(line)
+                chunk_size = _chunk_size(bytes(buffer[pos:eol]))
                 if chunk_size == 0:
                     end = _trailer_end(buffer, eol + 2)
                     if end < 0:
@@ -244,6 +235,13 @@ class BodyDecoder:
 
 
 def _chunk_size(line: bytes) -> int:
+    # A plain hex size (the usual line) is read at once; anything else, with extensions
+    # or malformed, goes through the full check. (int() alone would take "0x1a" and "+1".)
+    if 0 < len(line) <= 20 and line.isalnum() and b"x" not in line and b"X" not in line:
+        try:
+            return int(line, 16)
+        except ValueError:
+            pass
     size = line.split(b";", 1)[0].rstrip(b" \t")
     if _HEX.fullmatch(size) is None:
         raise ProtocolError(f"malformed chunk size {line[:40]!r} in the response body")

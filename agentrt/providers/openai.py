@@ -216,13 +216,8 @@ class OpenAICodec:
             message = choice.get("message") or {}
             kept: dict[str, Any] = {}
             refusal = _string(message.get("refusal"))
-            content = message.get("content")
-            if content is None or type(content) is str:
-                text = content or refusal
-            else:
-                text = _content(content, kept) or refusal
-            if message.get("reasoning_content") is not None:
-                _keep_reasoning(message, kept)
+            text = _content(message.get("content"), kept) or refusal
+            _keep_reasoning(message, kept)
             if text:
                 events.append(TextDelta(text))
             if refusal:
@@ -491,8 +486,6 @@ def _usage(usage: Any) -> Usage | None:
     total = usage.get("total_tokens")
     prompt_details = usage.get("prompt_tokens_details")
     completion_details = usage.get("completion_tokens_details")
-    if prompt_details is None and completion_details is None:
-        return Usage.of(prompt, completion, total if isinstance(total, int) else None)
     return Usage.of(
         prompt,
         completion,
