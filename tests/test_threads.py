@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -153,18 +154,25 @@ async def test_abandoned_sync_tool_keeps_its_token_until_its_thread_ends() -> No
     assert limiter.borrowed_tokens == 0
 
 
-async def test_a_sync_tool_can_see_that_its_chain_was_cancelled() -> None:
+async def cancel_a_patient_tool(
+    run_sync: Callable[..., Any], check_cancelled: Callable[[], None], cancelled: type
+) -> bool:
+    """Cancel a chain while its sync tool polls ``check_cancelled``; whether the tool saw it.
+
+    The tool tells the loop it started through ``run_sync`` and, between steps, calls
+    ``check_cancelled``, which must raise ``cancelled`` once the chain is cancelled.
+    """
     started = anyio.Event()
     saw_cancel = threading.Event()
 
     @agentrt.tool
     def patient() -> str:
         """Work in steps, checking for cancellation between them."""
-        anyio.from_thread.run_sync(started.set)
+        run_sync(started.set)
         for _ in range(500):
             try:
-                anyio.from_thread.check_cancelled()
-            except BaseException:  # the backend's own cancellation exception
+                check_cancelled()
+            except cancelled:
                 saw_cancel.set()
                 raise
             saw_cancel.wait(0.01)
@@ -178,7 +186,15 @@ async def test_a_sync_tool_can_see_that_its_chain_was_cancelled() -> None:
             await started.wait()
             scope.cancel()
     assert chain.status == "cancelled"
-    assert await anyio.to_thread.run_sync(saw_cancel.wait, 5)
+    seen: bool = await anyio.to_thread.run_sync(saw_cancel.wait, 5)
+    return seen
+
+
+async def test_a_sync_tool_can_see_that_its_chain_was_cancelled() -> None:
+    # BaseException: the backend's own cancellation exception.
+    assert await cancel_a_patient_tool(
+        anyio.from_thread.run_sync, anyio.from_thread.check_cancelled, BaseException
+    )
 
 
 async def test_async_calls_are_not_held_back_by_the_thread_limiter() -> None:
@@ -410,28 +426,6 @@ async def test_on_trio_a_sync_tool_runs_in_agentrt_threads_and_reaches_trio() ->
 async def test_on_trio_a_cancelled_chain_is_seen_by_trio_check_cancelled() -> None:
     import trio
 
-    started = anyio.Event()
-    saw_cancel = threading.Event()
-
-    @agentrt.tool
-    def patient() -> str:
-        """Work in steps, checking trio's cancellation between them."""
-        trio.from_thread.run_sync(started.set)
-        for _ in range(500):
-            try:
-                trio.from_thread.check_cancelled()
-            except trio.Cancelled:
-                saw_cancel.set()
-                raise
-            saw_cancel.wait(0.01)
-        return "never cancelled"
-
-    model = agentrt.get_async_model(calls_then_answer([call("patient")]))
-    chain = model.chain("go", tools=[patient])
-    with anyio.CancelScope() as scope:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(chain.text)
-            await started.wait()
-            scope.cancel()
-    assert chain.status == "cancelled"
-    assert await anyio.to_thread.run_sync(saw_cancel.wait, 5)
+    assert await cancel_a_patient_tool(
+        trio.from_thread.run_sync, trio.from_thread.check_cancelled, trio.Cancelled
+    )
