@@ -73,7 +73,11 @@ class Decoder(Protocol):
 
 
 class Codec(Protocol):
-    """A vendor's wire format: JSON and events, never HTTP."""
+    """A vendor's wire format: JSON and events, never HTTP.
+
+    The codecs subclass it, so ``error_message`` and ``retry_after`` have their common
+    defaults here.
+    """
 
     name: ClassVar[str]
     env_key: ClassVar[str]
@@ -104,16 +108,16 @@ class Codec(Protocol):
         ...
 
     def error_message(self, status: int, payload: Any) -> str:
-        """A readable message from an error body (JSON, or text)."""
-        ...
+        """A readable message from an error body: ``error.message``, or its text."""
+        return error_message(status, payload)
 
     def request_id(self, headers: Mapping[str, str]) -> str | None:
         """The provider's id of the request, from the response headers."""
         ...
 
     def retry_after(self, status: int, headers: Mapping[str, str], body: bytes) -> float | None:
-        """A wait the error body asks for (Gemini's ``RetryInfo``), or ``None``."""
-        ...
+        """A wait the error body asks for (Gemini's ``RetryInfo``); by default ``None``."""
+        return None
 
 
 #: Which exception an HTTP status (or an error event meaning it) is.

@@ -59,10 +59,10 @@ from ..messages import (
 )
 from ..output import merge_body, request_fragment
 from ._wire import (
+    Codec,
     Encoded,
     dumps,
     error_for_status,
-    error_message,
     event_json,
     generation_items,
     tool_store,
@@ -504,7 +504,7 @@ class AnthropicDecoder:
         )
 
 
-class AnthropicCodec:
+class AnthropicCodec(Codec):
     """Claude models through the Messages API: the ``anthropic:<model>`` codec.
 
     ``base_url`` is taken as the official SDK takes it (default
@@ -541,14 +541,6 @@ class AnthropicCodec:
     def request_id(self, headers: Mapping[str, str]) -> str | None:
         """Anthropic's id of the request (header ``request-id``)."""
         return headers.get("request-id") or headers.get("x-request-id")
-
-    def error_message(self, status: int, payload: Any) -> str:
-        """``error.message`` of the body, or its text."""
-        return error_message(status, payload)
-
-    def retry_after(self, status: int, headers: Mapping[str, str], body: bytes) -> float | None:
-        """Only the headers say how long to wait."""
-        return None
 
     def request_body(
         self, model_name: str, request: TurnRequest, *, stream: bool, cache: dict[Any, Any]

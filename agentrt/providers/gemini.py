@@ -57,6 +57,7 @@ from ..messages import (
 )
 from ..output import merge_body, request_fragment
 from ._wire import (
+    Codec,
     Encoded,
     dumps,
     error_for_status,
@@ -464,7 +465,7 @@ def _error_message(status: int, payload: Any) -> str:
     return f"{message} ({code})" if isinstance(code, str) and code else message
 
 
-class GeminiCodec:
+class GeminiCodec(Codec):
     """The Gemini API (Google AI Studio keys), over ``generateContent``: the codec.
 
     ``base_url`` is taken as python-genai takes it: ``https://generativelanguage.googleapis.com``

@@ -43,10 +43,10 @@ from ..messages import (
 )
 from ..output import merge_body, native_json, request_fragment
 from ._wire import (
+    Codec,
     Encoded,
     dumps,
     error_for_status,
-    error_message,
     event_json,
     generation_items,
     tool_store,
@@ -79,7 +79,7 @@ _ERROR_STATUS = {
 }
 
 
-class OpenAICodec:
+class OpenAICodec(Codec):
     """Chat Completions at ``{base_url}/chat/completions``: the ``openai:<model>`` codec.
 
     Set ``base_url`` (or ``OPENAI_BASE_URL``) to use any OpenAI-compatible server.
@@ -136,14 +136,6 @@ class OpenAICodec:
     def request_id(self, headers: Mapping[str, str]) -> str | None:
         """``x-request-id`` (or ``request-id``)."""
         return headers.get("x-request-id") or headers.get("request-id")
-
-    def error_message(self, status: int, payload: Any) -> str:
-        """``error.message`` of the body, or its text."""
-        return error_message(status, payload)
-
-    def retry_after(self, status: int, headers: Mapping[str, str], body: bytes) -> float | None:
-        """Only the headers say how long to wait."""
-        return None
 
     def request_body(
         self, model_name: str, request: TurnRequest, *, stream: bool, cache: dict[Any, Any]
